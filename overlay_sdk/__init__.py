@@ -1,0 +1,1 @@
+"""overlay-sdk (facade filled in once all modules exist)."""

@@ -1,0 +1,448 @@
+"""The embedded spec store: overlays and their revisions in one SQLite file.
+
+The default :class:`~overlay_sdk.store.base.Store`: the control-plane client writes
+through it (``LocalStore(home / "overlays.db")``) and the gateway's reconcile loop
+follows it with :meth:`LocalStore.watch`, from any number of threads and processes.
+
+How it keeps the rules of :mod:`overlay_sdk.store.base`:
+
+- WAL journal, ``synchronous=NORMAL`` (a process crash loses nothing committed), a 30 s
+  busy timeout; one connection per thread, in autocommit mode, so every write is an
+  explicit ``BEGIN IMMEDIATE`` transaction that reads the current revision, checks
+  ``expected_revision``, inserts the revision row and moves the ``overlays`` pointer
+  atomically across processes (a SIGKILL at any point leaves all of it or none of it);
+- revision rows are only ever inserted (triggers refuse UPDATE and DELETE);
+- ``revisions.seq`` (AUTOINCREMENT) numbers commits globally, because writers are
+  serialised by the write lock; a watcher polls ``PRAGMA data_version`` (a few
+  microseconds) every ``poll_interval`` and reads the rows past the last ``seq`` it saw.
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from overlay_sdk import home as overlay_home
+from overlay_sdk.diff import describe_change
+from overlay_sdk.errors import (
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    OverlayError,
+    ValidationError,
+)
+from overlay_sdk.spec import AIOverlay, parse_overlay
+from overlay_sdk.store import migrations
+from overlay_sdk.store.base import Action, Revision, WatchEvent
+
+__all__ = ["AUTHOR_ENV", "DB_FILENAME", "LocalStore", "default_author"]
+
+DB_FILENAME = "overlays.db"
+AUTHOR_ENV = "OVERLAY_AUTHOR"
+
+BUSY_TIMEOUT_S = 30.0
+WATCH_BATCH = 500
+
+_COLUMNS = "seq, name, revision, action, document, author, created_at, message, changes"
+_Row = tuple[int, str, int, str, str | None, str, str, str, str]
+
+
+def default_author() -> str:
+    """``$OVERLAY_AUTHOR``, else the login name, else ``"unknown"``."""
+    author = os.environ.get(AUTHOR_ENV)
+    if author:
+        return author
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (e.g. a container running as a bare uid)
+        return "unknown"
+
+
+class _Connection:
+    """Owns one sqlite3 connection; closes it when the owning thread's locals go away."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __del__(self) -> None:
+        self.conn.close()
+
+
+class LocalStore:
+    """Overlays and their revisions in the SQLite file ``path`` (created if missing).
+
+    Safe to share between threads (each thread gets its own connection) and to open
+    from many processes at once. Call :meth:`close` when done; it also ends watchers.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, poll_interval: float = 0.005) -> None:
+        self.path = Path(path)
+        self.poll_interval = poll_interval
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._closed = False
+        conn = self._conn()
+        with self._errors("open"):
+            self._enable_wal(conn)
+            migrations.migrate(conn, where=self._where)
+
+    @classmethod
+    def in_home(cls, home: str | os.PathLike[str] | None = None) -> LocalStore:
+        """The store of an overlay home (default: the one :func:`~overlay_sdk.home.resolve_home`
+        finds), in its ``overlays.db``."""
+        return cls(overlay_home.resolve_home(home) / DB_FILENAME)
+
+    @property
+    def _where(self) -> str:
+        return f"overlay store {str(self.path)!r}"
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.path)!r})"
+
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendError(f"{self._where} is closed; open a new LocalStore")
+        with self._errors("open"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        holder = cast(_Connection | None, getattr(self._local, "holder", None))
+        if holder is None:
+            holder = _Connection(self._connect())
+            with self._lock:
+                if self._closed:
+                    holder.close()
+                    raise BackendError(f"{self._where} is closed; open a new LocalStore")
+                self._open.add(holder)
+            self._local.holder = holder
+        elif self._closed:
+            raise BackendError(f"{self._where} is closed; open a new LocalStore")
+        return holder.conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+                break
+            except sqlite3.OperationalError as err:  # another process is switching it
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if mode != "wal":
+            raise BackendError(
+                f"{self._where} cannot use write-ahead logging (journal mode is {mode!r}); "
+                "keep the overlay home on a local disk, not a network share or memory"
+            )
+
+    def close(self) -> None:
+        """Close every connection this store opened; running watchers stop at their next poll."""
+        with self._lock:
+            self._closed = True
+            holders = builtins.list(self._open)
+            self._open.clear()
+        for holder in holders:
+            holder.close()
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn sqlite3 failures into BackendError naming the file and what to check."""
+        try:
+            yield
+        except OverlayError:
+            raise
+        except sqlite3.Error as err:
+            hint = (
+                "another process held the write lock too long; retry"
+                if "locked" in str(err) or "busy" in str(err)
+                else "check that the file exists, is a SQLite database and the disk is writable"
+            )
+            raise BackendError(f"{self._where}: {doing} failed: {err}; {hint}") from err
+        except OSError as err:
+            raise BackendError(
+                f"{self._where}: {doing} failed: {err}; check the folder exists and is writable"
+            ) from err
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back otherwise."""
+        conn = self._conn()
+        with self._errors(doing):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def _revision(self, row: _Row) -> Revision:
+        seq, name, number, action, document, author, created_at, message, changes = row
+        overlay: AIOverlay | None = None
+        if document is not None:
+            try:
+                overlay = parse_overlay(json.loads(document))
+            except (ValueError, ValidationError) as err:
+                raise BackendError(
+                    f"{self._where}: revision {number} of overlay {name!r} (seq {seq}) does not "
+                    f"read as an AIOverlay: {err}; was it written by another overlay-sdk version?"
+                ) from err
+        return Revision(
+            name=name,
+            revision=number,
+            action=cast(Action, action),
+            overlay=overlay,
+            author=author,
+            created_at=datetime.fromisoformat(created_at),
+            message=message,
+            changes=changes,
+        )
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> builtins.list[_Row]:
+        conn = self._conn()
+        with self._errors("read"):
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM revisions {where}", params).fetchall()
+        return cast(builtins.list[_Row], rows)
+
+    def _current(self, name: str | None) -> builtins.list[_Row]:
+        """Current revisions of live overlays (all, or the one called ``name``)."""
+        cols = ", ".join(f"r.{c}" for c in _COLUMNS.split(", "))
+        sql = (
+            f"SELECT {cols} FROM overlays o JOIN revisions r ON r.seq = o.seq "
+            "WHERE o.deleted = 0"
+        )
+        params: tuple[str, ...] = ()
+        if name is not None:
+            sql += " AND o.name = ?"
+            params = (name,)
+        conn = self._conn()
+        with self._errors("read"):
+            rows = conn.execute(sql + " ORDER BY o.name", params).fetchall()
+        return cast(builtins.list[_Row], rows)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, name: str) -> Revision:
+        """The current revision of a live overlay; NotFoundError if absent or deleted."""
+        rows = self._current(name)
+        if not rows:
+            raise NotFoundError(
+                f"overlay {name!r} does not exist{self._deleted_note(name)}; "
+                "list overlays with store.list() or create it"
+            )
+        return self._revision(rows[0])
+
+    def list(self) -> builtins.list[Revision]:
+        """Current revisions of all live overlays, sorted by name."""
+        return [self._revision(row) for row in self._current(None)]
+
+    def history(self, name: str) -> builtins.list[Revision]:
+        """Every revision of ``name``, oldest first, tombstones included."""
+        rows = self._select("WHERE name = ? ORDER BY revision", (name,))
+        if not rows:
+            raise NotFoundError(f"overlay {name!r} has no history: it was never created")
+        return [self._revision(row) for row in rows]
+
+    def revision(self, name: str, number: int) -> Revision:
+        """Revision ``number`` of ``name``; NotFoundError if it does not exist."""
+        rows = self._select("WHERE name = ? AND revision = ?", (name, number))
+        if not rows:
+            latest = self._pointer(self._conn(), name)
+            known = f"its revisions are 1..{latest[0]}" if latest else "it was never created"
+            raise NotFoundError(
+                f"overlay {name!r} has no revision {number}: {known}; see store.history({name!r})"
+            )
+        return self._revision(rows[0])
+
+    def _deleted_note(self, name: str) -> str:
+        pointer = self._pointer(self._conn(), name)
+        return f" (deleted at revision {pointer[0]})" if pointer else ""
+
+    def _pointer(self, conn: sqlite3.Connection, name: str) -> tuple[int, int, bool] | None:
+        """(latest revision number, its seq, deleted) of ``name``, or None if never written."""
+        with self._errors("read"):
+            row = conn.execute(
+                "SELECT revision, seq, deleted FROM overlays WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), bool(row[2]))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def apply(
+        self,
+        overlay: AIOverlay,
+        *,
+        expected_revision: int | None = None,
+        author: str | None = None,
+        message: str = "",
+    ) -> Revision:
+        """Write ``overlay`` as the next revision of ``overlay.name`` and return it.
+
+        ConflictError (nothing written) when ``expected_revision`` is not None and differs
+        from the current live revision (0 meaning "does not exist or was deleted").
+        """
+        if not isinstance(overlay, AIOverlay):
+            raise ValidationError.at(
+                "overlay", f"expected an AIOverlay, got {type(overlay).__name__}; "
+                "build one with overlay_sdk.spec.parse_overlay"
+            )
+        return self._commit(overlay.name, overlay, expected_revision, author, message)
+
+    def delete(
+        self,
+        name: str,
+        *,
+        expected_revision: int | None = None,
+        author: str | None = None,
+        message: str = "",
+    ) -> Revision:
+        """Write a tombstone revision; NotFoundError if absent or already deleted."""
+        return self._commit(name, None, expected_revision, author, message)
+
+    def _commit(
+        self,
+        name: str,
+        overlay: AIOverlay | None,
+        expected: int | None,
+        author: str | None,
+        message: str,
+    ) -> Revision:
+        doc = None if overlay is None else overlay.to_dict()
+        action: Action = "apply" if doc is not None else "delete"
+        text = None if doc is None else json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        who = author or default_author()
+        with self._write(f"{action} of overlay {name!r}") as conn:
+            pointer = self._pointer(conn, name)
+            latest = pointer[0] if pointer else 0
+            live = pointer is not None and not pointer[2]
+            current = latest if live else 0
+            if doc is None and not live:
+                note = f" (deleted at revision {latest})" if pointer else ""
+                raise NotFoundError(f"overlay {name!r} does not exist{note}; nothing to delete")
+            if expected is not None and expected != current:
+                raise self._conflict(name, expected, current, latest)
+            previous: dict[str, Any] | None = None
+            if live and pointer is not None:
+                row = conn.execute(
+                    "SELECT document FROM revisions WHERE seq = ?", (pointer[1],)
+                ).fetchone()
+                previous = json.loads(row[0])
+            number = latest + 1
+            created_at = datetime.now(UTC)
+            changes = describe_change(previous, doc)
+            cursor = conn.execute(
+                "INSERT INTO revisions (name, revision, action, document, author, created_at, "
+                "message, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, number, action, text, who, created_at.isoformat(), message, changes),
+            )
+            seq = cursor.lastrowid
+            conn.execute(
+                "INSERT INTO overlays (name, revision, seq, deleted) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET revision = excluded.revision, "
+                "seq = excluded.seq, deleted = excluded.deleted",
+                (name, number, seq, int(doc is None)),
+            )
+        return Revision(name, number, action, overlay, who, created_at, message, changes)
+
+    @staticmethod
+    def _conflict(name: str, expected: int, current: int, latest: int) -> ConflictError:
+        if current == 0:
+            state = f"it was deleted at revision {latest}" if latest else "it does not exist"
+        else:
+            state = f"its current revision is {current}"
+        wanted = "not to exist" if expected == 0 else f"to be at revision {expected}"
+        return ConflictError(
+            f"overlay {name!r} changed since it was read: expected it {wanted} "
+            f"(expected_revision={expected}) but {state} (current revision {current}); "
+            "re-read it with store.get() and retry the change",
+            expected=expected,
+            current=current or None,
+        )
+
+    # -- watch ---------------------------------------------------------------------------
+
+    def watch(
+        self, *, since: int | None = None, timeout: float | None = None
+    ) -> Iterator[WatchEvent]:
+        """Yield every revision committed after sequence ``since``, in commit order.
+
+        ``since=None`` starts from the moment of this call (not of the first ``next``);
+        ``since=0`` replays all history. Stops after ``timeout`` seconds without a new event
+        (None: never), or soon after :meth:`close`. Uses its own connection, so iterate it
+        in one thread.
+        """
+        if since is None:
+            conn = self._conn()
+            with self._errors("watch"):
+                row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM revisions").fetchone()
+            since = int(row[0])
+        return self._follow(since, timeout)
+
+    def _follow(self, last: int, timeout: float | None) -> Iterator[WatchEvent]:
+        conn = self._connect()
+        try:
+            seen_version: int | None = None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._closed:
+                with self._errors("watch"):
+                    version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                    rows: builtins.list[_Row] = []
+                    if version != seen_version:
+                        seen_version = version
+                        rows = conn.execute(
+                            f"SELECT {_COLUMNS} FROM revisions WHERE seq > ? ORDER BY seq LIMIT ?",
+                            (last, WATCH_BATCH),
+                        ).fetchall()
+                        if len(rows) == WATCH_BATCH:
+                            seen_version = None  # more to read: look again without sleeping
+                for row in rows:
+                    last = row[0]
+                    yield WatchEvent(seq=last, revision=self._revision(row))
+                if rows:
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                time.sleep(self.poll_interval)
+        finally:
+            conn.close()
