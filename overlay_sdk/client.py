@@ -12,8 +12,8 @@ Called by notebooks, and later by the CLI, widgets and the Jupyter server extens
 from __future__ import annotations
 
 import os
-from html import escape
 from collections.abc import Iterator, Mapping, Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -349,7 +349,10 @@ class Overlay:
         return self._change(spec, message or f"canary {model_ref} at {percent}%")
 
     def shadow(self, ref: str | None, percent: float = 100, *, message: str = "") -> Overlay:
-        """Copy ``percent`` of traffic to ``ref`` (output recorded, never returned); None removes."""
+        """Copy ``percent`` of traffic to ``ref``; its output is recorded, never returned.
+
+        ``shadow(None)`` removes the shadow.
+        """
         model_ref = None if ref is None else ModelRef.parse(ref, field="ref")
         spec = traffic.set_shadow(self._spec_doc(), model_ref, percent)
         text = "remove shadow" if model_ref is None else f"shadow {model_ref} at {percent:g}%"

@@ -13,9 +13,7 @@ in the registry is checked by the client before a revision is written.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -115,7 +113,7 @@ class ModelRef:
 
     @classmethod
     def parse(cls, text: str, *, field: str = "model") -> ModelRef:
-        """Parse ``"copilot:3"`` or ``"copilot@champion"``; raise ValidationError naming ``field``."""
+        """Parse ``"copilot:3"`` or ``"copilot@champion"``; ValidationError names ``field``."""
         if not isinstance(text, str):
             raise ValidationError.at(field, f"a model reference must be a string, got {text!r}")
         m = _REF.match(text.strip())

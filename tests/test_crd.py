@@ -19,7 +19,9 @@ def test_checked_in_crd_matches_generated() -> None:
     assert CHECKED_IN.read_text() == crd_yaml(), "deploy/crds/aioverlay.yaml is stale: make crd"
 
 
-def test_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_mode_reports_a_stale_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "crd.yaml"
     assert main(["-o", str(target), "--check"]) == 1
     assert "make crd" in capsys.readouterr().err
@@ -42,7 +44,8 @@ def test_schema_is_structural_and_described() -> None:
     schema = structural_schema()
     for path, node in _walk(schema):
         assert "type" in node, f"{path} has no type"
-        assert not {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "default"} & set(node), path
+        forbidden = {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "default"}
+        assert not forbidden & set(node), path
         assert node.get("additionalProperties") is not False, path
         if path.startswith(".spec") and path.count(".") >= 1 and not path.endswith("{}"):
             assert node.get("description"), f"{path} has no description (kubectl explain)"

@@ -1,0 +1,42 @@
+# overlay-sdk: `make demo` and `make test` each set up what they need, then run.
+# Only Python (3.11+) is assumed; everything else is installed into .venv here.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8888
+
+.PHONY: demo test lint pytest bench crd clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## start JupyterLab on examples/ with the embedded control plane (DEMO_SMOKE=1: check and exit)
+	$(BIN)/python -m overlay_sdk.demo --port $(PORT)
+
+test: $(STAMP) lint pytest  ## run every test (lint, types, pytest, notebooks under nbval)
+
+lint: $(STAMP)  ## ruff, mypy --strict, import layers, CRD up to date
+	$(BIN)/ruff check overlay_sdk tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m overlay_sdk.crd --check
+
+pytest: $(STAMP)
+	OVERLAY_HOME=$$(mktemp -d) $(BIN)/python -m pytest tests examples --nbval-lax --durations=20
+
+bench: $(STAMP)  ## run the benchmarks in benchmarks/ (figures go to BENCHMARKS.md)
+	$(BIN)/python benchmarks/run.py
+
+crd: $(STAMP)  ## regenerate deploy/crds/aioverlay.yaml from overlay_sdk/spec.py
+	$(BIN)/python -m overlay_sdk.crd
+
+clean:  ## remove the virtualenv and caches (keeps .overlay/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,56 @@
+"""Shared fixtures: a model registry with a few versions (made once), fresh overlay stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from overlay_sdk.registry import ModelRegistry
+
+from overlay_sdk.client import ControlPlane, connect
+from overlay_sdk.store import LocalStore
+
+
+def _fit(c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    return LogisticRegression(C=c).fit(x, y)
+
+
+@pytest.fixture(scope="session")
+def registry_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An overlay home whose registry holds model ``fraud`` versions 1, 2, 3."""
+    home = tmp_path_factory.mktemp("registry-home")
+    with connect(home) as cp:
+        for c in (1.0, 0.1, 10.0):
+            cp.models.register("fraud", model=_fit(c), label=f"C={c}")
+    return home
+
+
+@pytest.fixture
+def cp(registry_home: Path, tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane with a fresh, empty overlay store and the shared registry."""
+    with connect(registry_home) as shared:
+        registry: ModelRegistry = shared.models
+    plane = ControlPlane(tmp_path, LocalStore(tmp_path / "overlays.db"), registry, author="tester")
+    yield plane
+    plane.close()
+
+
+def dump_sqlite(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to compare stored state before and after an operation."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables
+        }
+    finally:
+        conn.close()

@@ -1,0 +1,218 @@
+"""The SDK as a notebook uses it: connect, create, change traffic, history, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+import overlay_sdk as ov
+from overlay_sdk.client import ControlPlane
+from overlay_sdk.errors import ConflictError, NotFoundError, ValidationError
+from overlay_sdk.home import find_home
+
+from .conftest import dump_sqlite
+
+HOST = "http://127.0.0.1:8001"
+
+
+def create(cp: ControlPlane, **kw: object) -> ov.Overlay:
+    args: dict[str, object] = {"host": HOST, "routes": {"fraud:1": 90, "fraud:2": 10}}
+    args.update(kw)
+    return cp.overlays.create("scoring", **args)  # type: ignore[arg-type]
+
+
+def test_public_names_are_exported() -> None:
+    assert sorted(ov.__all__) == ov.__all__
+    for name in ov.__all__:
+        assert hasattr(ov, name), name
+    for name in ("connect", "ControlPlane", "Overlay", "ModelVersion", "ValidationError",
+                 "NotFoundError", "ConflictError", "BackendError", "OverlayError"):
+        assert name in ov.__all__
+    assert issubclass(ov.ValidationError, ov.OverlayError)
+
+
+def test_home_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nested = tmp_path / "project" / "notebooks" / "deep"
+    nested.mkdir(parents=True)
+    (tmp_path / "project" / ".overlay").mkdir()
+    assert find_home(nested, environ={}) == tmp_path / "project" / ".overlay"
+    assert find_home(tmp_path, environ={}) == tmp_path / ".overlay"  # would be created here
+    assert find_home(nested, environ={"OVERLAY_HOME": str(tmp_path / "x")}) == tmp_path / "x"
+
+
+def test_connect_uses_overlay_home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "home"))
+    with ov.connect() as cp:
+        assert cp.home == tmp_path / "home"
+        assert (tmp_path / "home" / "overlays.db").exists()
+        assert len(cp.overlays) == 0
+
+
+def test_connect_refuses_unknown_address_scheme() -> None:
+    with pytest.raises(ValidationError, match="scheme 'k8s'"):
+        ov.connect("k8s://ctx/ns")
+
+
+def test_create_then_read_back(cp: ControlPlane) -> None:
+    o = create(cp, sticky={"header": "x-user-id"})
+    assert (o.name, o.revision) == ("scoring", 1)
+    assert o.spec.weights() == {"fraud:1": 90, "fraud:2": 10}
+    assert o.spec.sticky is not None and o.spec.sticky.header == "x-user-id"
+    again = cp.overlays.get("scoring")
+    assert again.spec == o.spec and again.revision == 1
+    assert "scoring" in cp.overlays and len(cp.overlays) == 1
+    assert [x.name for x in cp.overlays] == ["scoring"]
+    table = cp.overlays.list()
+    assert isinstance(table, pd.DataFrame)
+    assert table.loc[0, "routes"] == "fraud:1=90, fraud:2=10"
+    assert o.info.author == "tester"
+
+
+def test_create_twice_is_a_conflict(cp: ControlPlane) -> None:
+    create(cp)
+    with pytest.raises(ConflictError, match="already exists"):
+        create(cp)
+
+
+def test_unknown_model_version_is_refused_and_nothing_is_stored(cp: ControlPlane) -> None:
+    with pytest.raises(ValidationError) as info:
+        create(cp, routes={"fraud:1": 50, "fraud:99": 50})
+    assert info.value.paths == ["spec.routes[1]"]
+    assert "99" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        create(cp, routes={"nosuchmodel:1": 100})
+    assert info.value.paths == ["spec.routes[0]"]
+    assert cp.overlays.names() == []
+    with pytest.raises(NotFoundError, match="none exist yet"):
+        cp.overlays.get("scoring")
+
+
+def test_rejected_changes_leave_stored_state_exactly_as_it_was(cp: ControlPlane) -> None:
+    o = create(cp)
+    db = cp.home / "overlays.db"
+    before = dump_sqlite(db)
+    attempts = [
+        lambda: o.set_traffic({"fraud:1": 90, "fraud:2": 5}),      # sum 95
+        lambda: o.set_traffic({"fraud:1": 50, "fraud:7": 50}),     # unknown version
+        lambda: o.canary("fraud:3", percent=100),                  # bad percent
+        lambda: o.shadow("fraud:1"),                               # shadow is a route
+        lambda: o.update(mode="shadow"),                           # needs match
+        lambda: o.update(slo={"timeoutMs": -1}),
+        lambda: cp.overlays.apply({"metadata": {"name": "scoring"}, "spec": {"host": HOST}}),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValidationError):
+            attempt()
+    assert dump_sqlite(db) == before
+    assert o.refresh().revision == 1
+
+
+def test_traffic_changes_each_write_one_revision(cp: ControlPlane) -> None:
+    o = create(cp)
+    o.set_traffic({"fraud:1": 95, "fraud:2": 5})
+    assert (o.revision, o.spec.weights()) == (2, {"fraud:1": 95, "fraud:2": 5})
+    o.shadow("fraud:3", percent=50)
+    assert o.spec.shadow is not None and (o.spec.shadow.version, o.spec.shadow.percent) == ("3", 50)
+    o.canary("fraud:3", percent=1)
+    assert o.spec.weights() == {"fraud:1": 94, "fraud:2": 5, "fraud:3": 1}
+    assert o.spec.shadow is None
+    o.promote("fraud:3")
+    assert (o.revision, o.spec.weights()) == (5, {"fraud:3": 100})
+    history = o.history()
+    assert list(history.index) == [1, 2, 3, 4, 5]
+    assert list(history["message"]) == [
+        "create", "set traffic fraud:1=95, fraud:2=5", "shadow fraud:3 at 50%",
+        "canary fraud:3 at 1%", "promote fraud:3",
+    ]
+    assert history.loc[2, "changes"] == "routes fraud:1 90->95, fraud:2 10->5"
+    assert str(history["created_at"].dt.tz) == "UTC"
+
+
+def test_stale_handle_gets_conflict_and_refresh_recovers(cp: ControlPlane) -> None:
+    first = create(cp)
+    second = cp.overlays.get("scoring")
+    second.set_traffic({"fraud:1": 80, "fraud:2": 20})
+    with pytest.raises(ConflictError, match=r"refresh\(\)") as info:
+        first.set_traffic({"fraud:1": 70, "fraud:2": 30})
+    assert (info.value.expected, info.value.current) == (1, 2)
+    first.refresh().set_traffic({"fraud:1": 70, "fraud:2": 30})
+    assert first.revision == 3
+
+
+def test_rollback_reapplies_an_earlier_revision_as_new(cp: ControlPlane) -> None:
+    o = create(cp)
+    o.shadow("fraud:3")
+    o.canary("fraud:3", percent=1)
+    o.rollback()
+    assert o.revision == 4
+    assert o.spec == cp.store.revision("scoring", 2).overlay.spec  # type: ignore[union-attr]
+    o.rollback(to=1)
+    assert o.revision == 5 and o.spec.weights() == {"fraud:1": 90, "fraud:2": 10}
+    assert o.history().loc[5, "message"] == "rollback to revision 1"
+    assert len(cp.store.history("scoring")) == 5  # nothing rewritten
+    with pytest.raises(NotFoundError, match="no revision 42"):
+        o.rollback(to=42)
+
+
+def test_rollback_with_nothing_earlier(cp: ControlPlane) -> None:
+    o = create(cp)
+    with pytest.raises(NotFoundError, match="nothing to roll back to"):
+        o.rollback()
+
+
+def test_alias_routes_resolve_to_versions(cp: ControlPlane, registry_home: Path) -> None:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{registry_home / 'mlflow.db'}")
+    client.set_registered_model_alias("fraud", "champion", "2")
+    o = cp.overlays.create("aliased", host=HOST, routes={"fraud@champion": 100})
+    route = o.spec.routes[0]
+    assert (route.alias, route.version) == ("champion", "2")
+    with pytest.raises(ValidationError) as info:
+        cp.overlays.create("dup", host=HOST, routes={"fraud@champion": 50, "fraud:2": 50})
+    assert info.value.paths == ["spec.routes[1]"]
+    with pytest.raises(ValidationError) as info:
+        cp.overlays.create("nope", host=HOST, routes={"fraud@nosuch": 100})
+    assert info.value.paths == ["spec.routes[0]"]
+
+
+def test_update_other_fields(cp: ControlPlane) -> None:
+    o = create(cp)
+    o.update(mode="shadow", match={"method": "POST", "path": "/api/score"}, slo={"timeoutMs": 500})
+    assert o.spec.mode == "shadow" and o.spec.slo is not None and o.spec.slo.timeout_ms == 500
+    assert "mode passthrough -> shadow" in o.info.changes
+    o.update(mode="passthrough", match=None)
+    assert o.spec.match is None
+
+
+def test_apply_yaml_document_creates_or_updates(cp: ControlPlane) -> None:
+    text = f"""
+apiVersion: overlays.aioverlay.dev/v1alpha1
+kind: AIOverlay
+metadata: {{name: from-yaml}}
+spec:
+  host: {{url: "{HOST}"}}
+  routes: [{{model: fraud, version: 1, weight: 100}}]
+"""
+    assert cp.overlays.apply(text).revision == 1
+    assert cp.overlays.apply(text.replace("version: 1", "version: 2")).revision == 2
+    assert cp.overlays.get("from-yaml").to_yaml().startswith("apiVersion: overlays.aioverlay.dev")
+
+
+def test_delete_keeps_history(cp: ControlPlane) -> None:
+    create(cp)
+    cp.overlays.delete("scoring")
+    assert "scoring" not in cp.overlays
+    with pytest.raises(NotFoundError):
+        cp.overlays.delete("scoring")
+    cp.overlays.delete("scoring", missing_ok=True)
+    assert [r.action for r in cp.store.history("scoring")] == ["apply", "delete"]
+    assert create(cp).revision == 3  # numbering continues
+
+
+def test_reprs_show_state(cp: ControlPlane) -> None:
+    o = create(cp)
+    assert "revision=1" in repr(o) and "fraud:1=90" in repr(o)
+    assert "<table>" in o._repr_html_()
+    assert "scoring" in cp.overlays._repr_html_()
