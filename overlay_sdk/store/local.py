@@ -20,6 +20,7 @@ How it keeps the rules of :mod:`overlay_sdk.store.base`:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import getpass
 import json
 import os
@@ -28,7 +29,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -69,17 +69,27 @@ def default_author() -> str:
         return "unknown"
 
 
+_INHERITED: list[_Connection] = []
+
+
 class _Connection:
-    """Owns one sqlite3 connection; closes it when the owning thread's locals go away."""
+    """Owns one sqlite3 connection of one thread; closes it when the thread's locals go.
+
+    A forked child never uses or closes a connection inherited from its parent (SQLite
+    handles must not cross ``fork``): it parks it in ``_INHERITED`` and opens its own.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.pid = os.getpid()
 
     def close(self) -> None:
-        self.conn.close()
+        if self.pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
 
     def __del__(self) -> None:
-        self.conn.close()
+        self.close()
 
 
 class LocalStore:
@@ -96,15 +106,18 @@ class LocalStore:
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._closed = False
-        conn = self._conn()
-        with self._errors("open"):
-            self._enable_wal(conn)
-            migrations.migrate(conn, where=self._where)
+        try:
+            conn = self._conn()
+            with self._errors("open"):
+                migrations.enable_wal(conn, where=self._where, timeout=BUSY_TIMEOUT_S)
+                migrations.migrate(conn, where=self._where)
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def in_home(cls, home: str | os.PathLike[str] | None = None) -> LocalStore:
-        """The store of an overlay home (default: the one :func:`~overlay_sdk.home.resolve_home`
-        finds), in its ``overlays.db``."""
+        """The store in ``overlays.db`` of an overlay home (default: ``resolve_home()``)."""
         return cls(overlay_home.resolve_home(home) / DB_FILENAME)
 
     @property
@@ -144,6 +157,9 @@ class LocalStore:
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
         holder = cast(_Connection | None, getattr(self._local, "holder", None))
+        if holder is not None and holder.pid != os.getpid():
+            _INHERITED.append(holder)  # forked: keep the parent's handle alive, untouched
+            holder = None
         if holder is None:
             holder = _Connection(self._connect())
             with self._lock:
@@ -156,24 +172,11 @@ class LocalStore:
             raise BackendError(f"{self._where} is closed; open a new LocalStore")
         return holder.conn
 
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
-            try:
-                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-                break
-            except sqlite3.OperationalError as err:  # another process is switching it
-                if "locked" not in str(err) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        if mode != "wal":
-            raise BackendError(
-                f"{self._where} cannot use write-ahead logging (journal mode is {mode!r}); "
-                "keep the overlay home on a local disk, not a network share or memory"
-            )
-
     def close(self) -> None:
-        """Close every connection this store opened; running watchers stop at their next poll."""
+        """Close every connection this store opened; running watchers stop at their next poll.
+
+        Calls still running in other threads at that moment fail with BackendError.
+        """
         with self._lock:
             self._closed = True
             holders = builtins.list(self._open)
@@ -181,7 +184,7 @@ class LocalStore:
         for holder in holders:
             holder.close()
 
-    @contextmanager
+    @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """Turn sqlite3 failures into BackendError naming the file and what to check."""
         try:
@@ -189,18 +192,19 @@ class LocalStore:
         except OverlayError:
             raise
         except sqlite3.Error as err:
-            hint = (
-                "another process held the write lock too long; retry"
-                if "locked" in str(err) or "busy" in str(err)
-                else "check that the file exists, is a SQLite database and the disk is writable"
-            )
+            if isinstance(err, sqlite3.IntegrityError):
+                hint = "the file breaks the store's rules: was it edited by another program?"
+            elif "locked" in str(err) or "busy" in str(err):
+                hint = "another process held the write lock too long; retry"
+            else:
+                hint = "check that the file exists, is a SQLite database and the disk is writable"
             raise BackendError(f"{self._where}: {doing} failed: {err}; {hint}") from err
         except OSError as err:
             raise BackendError(
                 f"{self._where}: {doing} failed: {err}; check the folder exists and is writable"
             ) from err
 
-    @contextmanager
+    @contextlib.contextmanager
     def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back otherwise."""
         conn = self._conn()
@@ -386,15 +390,21 @@ class LocalStore:
 
     @staticmethod
     def _conflict(name: str, expected: int, current: int, latest: int) -> ConflictError:
-        if current == 0:
-            state = f"it was deleted at revision {latest}" if latest else "it does not exist"
+        if expected == 0:
+            head = (
+                f"overlay {name!r} already exists: expected revision 0 (must not exist), "
+                f"current revision {current}"
+            )
+        elif current == 0:
+            gone = f"was deleted at revision {latest}" if latest else "does not exist"
+            head = f"overlay {name!r} {gone}: expected revision {expected}, current revision none"
         else:
-            state = f"its current revision is {current}"
-        wanted = "not to exist" if expected == 0 else f"to be at revision {expected}"
+            head = (
+                f"overlay {name!r} changed since it was read: expected revision {expected}, "
+                f"current revision {current}"
+            )
         return ConflictError(
-            f"overlay {name!r} changed since it was read: expected it {wanted} "
-            f"(expected_revision={expected}) but {state} (current revision {current}); "
-            "re-read it with store.get() and retry the change",
+            f"{head}; re-read it with store.get({name!r}) and retry the change",
             expected=expected,
             current=current or None,
         )
@@ -408,8 +418,8 @@ class LocalStore:
 
         ``since=None`` starts from the moment of this call (not of the first ``next``);
         ``since=0`` replays all history. Stops after ``timeout`` seconds without a new event
-        (None: never), or soon after :meth:`close`. Uses its own connection, so iterate it
-        in one thread.
+        (None: never), or within ``poll_interval`` of :meth:`close`. The iterator opens its
+        own connection on the first ``next`` and closes it when it ends or is closed.
         """
         if since is None:
             conn = self._conn()

@@ -1,12 +1,12 @@
 """Schema versions of the embedded SQLite store, and the runner that moves a file forward.
 
-:class:`overlay_sdk.store.local.LocalStore` calls :func:`migrate` every time it opens a
-database. The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` is the
-ordered list of steps, step ``n`` taking a file from version ``n - 1`` to ``n``. Each step
-runs in its own ``BEGIN IMMEDIATE`` transaction together with the version bump, so a
-crash or a failing step leaves the file at the previous version, and processes opening
-the same file at once migrate it exactly once. A file newer than :data:`MIGRATIONS`
-knows is refused with :class:`~overlay_sdk.errors.BackendError`.
+:class:`overlay_sdk.store.local.LocalStore` calls :func:`enable_wal` and :func:`migrate`
+every time it opens a database. The schema version lives in ``PRAGMA user_version``;
+:data:`MIGRATIONS` is the ordered list of steps, step ``n`` taking a file from version
+``n - 1`` to ``n``. Each step runs in its own ``BEGIN IMMEDIATE`` transaction together
+with the version bump, so a crash or a failing step leaves the file at the previous
+version, and processes opening the same file at once migrate it exactly once. A file
+newer than :data:`MIGRATIONS` knows is refused with :class:`~overlay_sdk.errors.BackendError`.
 
 To change the schema, append a step; never edit or reorder a released one.
 """
@@ -14,12 +14,20 @@ To change the schema, append a step; never edit or reorder a released one.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from overlay_sdk.errors import BackendError
 
-__all__ = ["MIGRATIONS", "Migration", "latest_version", "migrate", "schema_version"]
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "enable_wal",
+    "latest_version",
+    "migrate",
+    "schema_version",
+]
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,27 @@ def schema_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the open database (0 for a new file)."""
     row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0])
+
+
+def enable_wal(conn: sqlite3.Connection, *, where: str, timeout: float) -> None:
+    """Switch the file to write-ahead logging (persistent), waiting out other openers.
+
+    Raises BackendError when the file system cannot do WAL (network shares, memory).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            break
+        except sqlite3.OperationalError as err:  # another process is switching it right now
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    if mode != "wal":
+        raise BackendError(
+            f"{where} cannot use write-ahead logging (journal mode is {mode!r}); "
+            "keep the overlay home on a local disk, not a network share or in memory"
+        )
 
 
 def _check_steps(steps: Sequence[Migration]) -> None:
