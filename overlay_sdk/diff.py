@@ -74,9 +74,9 @@ def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
         return text
     old_spec = old.get("spec") or {}
     parts: list[str] = []
-    routes = _routes_change(old_spec, new_spec)
-    if routes:
-        parts.append(routes)
+    routes_text = _routes_change(old_spec, new_spec)
+    if routes_text:
+        parts.append(routes_text)
     if _shadow(old_spec) != _shadow(new_spec):
         parts.append(f"shadow {_shadow(old_spec)} -> {_shadow(new_spec)}")
     rest_old = flatten({k: v for k, v in old.items() if k != "status"})

@@ -483,10 +483,10 @@ class AIOverlay(_Model):
     """An overlay: AI models attached to a host application, and how traffic reaches them."""
 
     api_version: Literal["overlays.aioverlay.dev/v1alpha1"] = Field(
-        default=f"{API_GROUP}/{API_VERSION}",
+        default="overlays.aioverlay.dev/v1alpha1",
         description="APIVersion of this object.",
     )
-    kind: Literal["AIOverlay"] = Field(default=KIND, description="Kind of this object.")
+    kind: Literal["AIOverlay"] = Field(default="AIOverlay", description="Kind of this object.")
     metadata: Metadata = Field(description="Name and labels.")
     spec: AIOverlaySpec = Field(description="Desired state.")
     status: Status | None = Field(default=None, description="Observed state.")

@@ -92,7 +92,7 @@ def _find(routes: list[dict[str, Any]], ref: ModelRef) -> int | None:
 
 def _shadow_is(spec: Mapping[str, Any], ref: ModelRef) -> bool:
     shadow = spec.get("shadow")
-    return bool(shadow) and matches(shadow, ref)
+    return isinstance(shadow, Mapping) and matches(shadow, ref)
 
 
 def set_traffic(spec: Mapping[str, Any], weights: Mapping[str, int]) -> Spec:

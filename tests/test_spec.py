@@ -11,7 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from overlay_sdk.errors import ValidationError
-from overlay_sdk.spec import MAX_ROUTES, AIOverlay, ModelRef, parse_overlay, parse_spec
+from overlay_sdk.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    MAX_ROUTES,
+    AIOverlay,
+    ModelRef,
+    parse_overlay,
+    parse_spec,
+)
 
 
 def doc(**spec: Any) -> dict[str, Any]:
@@ -55,7 +64,8 @@ def test_valid_full_document_round_trips() -> None:
     again = parse_overlay(overlay.to_dict())
     assert again == overlay
     assert parse_overlay(overlay.to_yaml()) == overlay
-    assert overlay.to_dict()["apiVersion"] == "overlays.aioverlay.dev/v1alpha1"
+    assert overlay.to_dict()["apiVersion"] == f"{API_GROUP}/{API_VERSION}"
+    assert overlay.to_dict()["kind"] == KIND
 
 
 def test_integer_versions_from_yaml_become_strings() -> None:

@@ -18,6 +18,7 @@ Rules every store keeps:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,7 +98,7 @@ class Store(Protocol):
         """Record a deletion (tombstone revision); NotFoundError if absent or already deleted."""
         ...
 
-    def history(self, name: str) -> list[Revision]:
+    def history(self, name: str) -> builtins.list[Revision]:
         """Every revision of ``name``, oldest first, tombstones included; NotFoundError if none."""
         ...
 
