@@ -11,6 +11,7 @@ this). Called by the Makefile only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,9 @@ def _request(url: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, 
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read()
-            return resp.status, json.loads(body) if body else None
+            if "json" in resp.headers.get("Content-Type", ""):
+                return resp.status, json.loads(body) if body else None
+            return resp.status, body.decode("utf-8", "replace")
     except urllib.error.HTTPError as err:
         return err.code, None
 
@@ -80,6 +84,62 @@ def _wait_until_up(base: str, token: str, proc: subprocess.Popen[bytes], limit: 
     raise SystemExit(f"JupyterLab did not answer at {base} within {limit:.0f} s")
 
 
+KERNEL_CHECK = (
+    "import overlay_sdk as ov\n"
+    "with ov.connect() as cp:\n"
+    "    print('control plane at', cp.home, 'overlays:', len(cp.overlays))\n"
+)
+
+
+async def _execute(ws_url: str, code: str, limit: float) -> str:
+    """Run ``code`` in a kernel over the server's websocket; return what it printed."""
+    from tornado.websocket import websocket_connect
+
+    conn = await asyncio.wait_for(websocket_connect(ws_url), timeout=limit)
+    msg_id = uuid.uuid4().hex
+    conn.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "demo", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False},
+    }))
+    printed: list[str] = []
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(conn.read_message(), deadline - time.monotonic())
+            if raw is None:
+                break
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                printed.append(msg["content"]["text"])
+            elif kind == "error":
+                printed.append("\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                break
+    finally:
+        conn.close()
+    return "".join(printed)
+
+
+def _kernel_check(base: str, token: str, home: Path, limit: float = 90) -> int:
+    """Start a kernel, run KERNEL_CHECK in it, shut it down; 200 if it saw ``home``."""
+    status, kernel = _request(f"{base}/api/kernels?token={token}", method="POST", timeout=30)
+    if not isinstance(kernel, dict):
+        return status if status != 201 else 500
+    ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel['id']}/channels?token={token}"
+    try:
+        printed = asyncio.run(_execute(ws_url, KERNEL_CHECK, limit))
+    finally:
+        _request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE", timeout=30)
+    print(f"demo smoke: kernel said: {printed.strip()}")
+    return 200 if f"control plane at {home}" in printed else 500
+
+
 def _smoke(examples: Path, home: Path, env: dict[str, str]) -> int:
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
@@ -90,17 +150,14 @@ def _smoke(examples: Path, home: Path, env: dict[str, str]) -> int:
             "lab page": _request(f"{base}/lab?token={token}")[0],
             "example notebook": _request(f"{base}/api/contents/{FIRST_NOTEBOOK}?token={token}")[0],
         }
-        status, kernel = _request(f"{base}/api/kernels?token={token}", method="POST", timeout=30)
-        checks["kernel start"] = status
-        if kernel:
-            _request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+        checks["kernel runs the SDK"] = _kernel_check(base, token, home)
         with connect(home) as cp:
             checks["control plane"] = 200 if cp.overlays.list() is not None else 500
         for name, code in checks.items():
             print(f"demo smoke: {name}: {'ok' if code in (200, 201) else f'FAILED ({code})'}")
         return 0 if all(code in (200, 201) for code in checks.values()) else 1
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
