@@ -242,27 +242,22 @@ class LocalStore:
             changes=changes,
         )
 
-    def _select(self, where: str, params: tuple[Any, ...]) -> builtins.list[_Row]:
-        conn = self._conn()
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> builtins.list[_Row]:
         with self._errors("read"):
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM revisions {where}", params).fetchall()
-        return cast(builtins.list[_Row], rows)
+            return cast(builtins.list[_Row], self._conn().execute(sql, params).fetchall())
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> builtins.list[_Row]:
+        return self._rows(f"SELECT {_COLUMNS} FROM revisions {where}", params)
 
     def _current(self, name: str | None) -> builtins.list[_Row]:
         """Current revisions of live overlays (all, or the one called ``name``)."""
         cols = ", ".join(f"r.{c}" for c in _COLUMNS.split(", "))
-        sql = (
+        only = "" if name is None else "AND o.name = ?"
+        return self._rows(
             f"SELECT {cols} FROM overlays o JOIN revisions r ON r.seq = o.seq "
-            "WHERE o.deleted = 0"
+            f"WHERE o.deleted = 0 {only} ORDER BY o.name",
+            () if name is None else (name,),
         )
-        params: tuple[str, ...] = ()
-        if name is not None:
-            sql += " AND o.name = ?"
-            params = (name,)
-        conn = self._conn()
-        with self._errors("read"):
-            rows = conn.execute(sql + " ORDER BY o.name", params).fetchall()
-        return cast(builtins.list[_Row], rows)
 
     # -- reads ---------------------------------------------------------------------------
 
