@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
 from overlay_sdk.errors import FieldError, ValidationError
+from overlay_sdk.validation import rule, validate
 
 __all__ = [
     "API_GROUP",
@@ -71,11 +71,6 @@ _REF = re.compile(r"^(?P<model>[^:@\s]+)(?::(?P<version>[^:@\s]+)|@(?P<alias>[^:
 
 StrictWeight = Annotated[int, Field(strict=True, ge=0, le=100)]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-
-
-def _rule(field: str | None, message: str) -> PydanticCustomError:
-    """A rule violation; ``field`` (camelCase, may be dotted) is appended to the error path."""
-    return PydanticCustomError("overlay_rule", message, {"field": field or ""})
 
 
 class _Model(BaseModel):
@@ -169,7 +164,7 @@ class _VersionRef(_Model):
     @model_validator(mode="after")
     def _version_or_alias(self) -> _VersionRef:
         if self.version is None and self.alias is None:
-            raise _rule("version", "give a version (such as \"3\") or an alias")
+            raise rule("version", "give a version (such as \"3\") or an alias")
         return self
 
     @property
@@ -223,11 +218,11 @@ class Host(_Model):
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _rule(None, f"{value!r} is not an http(s) URL such as http://crm.internal:8080")
+            raise rule(None, f"{value!r} is not an http(s) URL such as http://crm.internal:8080")
         try:
             _ = parts.port
         except ValueError:
-            raise _rule(None, f"{value!r} has an invalid port") from None
+            raise rule(None, f"{value!r} has an invalid port") from None
         return value
 
 
@@ -263,7 +258,7 @@ class Sticky(_Model):
     @model_validator(mode="after")
     def _exactly_one(self) -> Sticky:
         if (self.header is None) == (self.cookie is None):
-            raise _rule(None, "give exactly one of header or cookie")
+            raise rule(None, "give exactly one of header or cookie")
         return self
 
 
@@ -299,7 +294,7 @@ class Slo(_Model):
     @model_validator(mode="after")
     def _p99_within_timeout(self) -> Slo:
         if self.p99_ms is not None and self.p99_ms > self.timeout_ms:
-            raise _rule(
+            raise rule(
                 "p99Ms", f"{self.p99_ms} is above timeoutMs {self.timeout_ms}; "
                 "a p99 target must not exceed the timeout"
             )
@@ -347,7 +342,7 @@ class Scaling(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> Scaling:
         if self.min_replicas > self.max_replicas:
-            raise _rule(
+            raise rule(
                 "minReplicas",
                 f"{self.min_replicas} is above maxReplicas {self.max_replicas}",
             )
@@ -392,11 +387,11 @@ class AIOverlaySpec(_Model):
     def _routes_rules(cls, routes: list[Route]) -> list[Route]:
         total = sum(r.weight for r in routes)
         if total != 100:
-            raise _rule(None, f"weights sum to {total}, must sum to 100")
+            raise rule(None, f"weights sum to {total}, must sum to 100")
         seen: dict[tuple[str, str], int] = {}
         for i, route in enumerate(routes):
             if route.key in seen:
-                raise _rule(
+                raise rule(
                     f"[{i}]",
                     f"{route} is already routed at routes[{seen[route.key]}]; "
                     "route each version once",
@@ -409,15 +404,15 @@ class AIOverlaySpec(_Model):
         if self.shadow is not None:
             for i, route in enumerate(self.routes):
                 if route.key == self.shadow.key:
-                    raise _rule(
+                    raise rule(
                         "shadow",
                         f"{self.shadow} is also a primary route (routes[{i}]); a version is "
                         "either routed or shadowed: remove it from one of them",
                     )
         if self.mode == "shadow" and self.match is None:
-            raise _rule("match", "required when mode is shadow: say which host requests to fork")
+            raise rule("match", "required when mode is shadow: say which host requests to fork")
         if self.mode == "overlay" and self.injection is None:
-            raise _rule("injection", "required when mode is overlay: say what to inject where")
+            raise rule("injection", "required when mode is overlay: say what to inject where")
         return self
 
     def weights(self) -> dict[str, int]:
@@ -503,43 +498,7 @@ class AIOverlay(_Model):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-# ---------------------------------------------------------------------------------------------
 # Parsing with field-named errors
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _walk_fields(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> list[str] | None:
-    """Allowed wire field names of the model found at ``loc`` below ``model`` (None if unknown)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        nxt = None
-        for fname, finfo in current.model_fields.items():
-            if part in (finfo.alias, fname):
-                nxt = finfo.annotation
-                break
-        if nxt is None:
-            return None
-        current = _unwrap(nxt)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """The BaseModel inside ``X | None`` or ``list[X]``, else the annotation itself."""
-    args = getattr(annotation, "__args__", None)
-    if args:
-        for arg in args:
-            inner = _unwrap(arg)
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
-                return inner
-    return annotation
-
 
 _PATTERN_HINTS = {
     DNS_LABEL: "is not a DNS-1123 label: use lowercase letters, digits and '-', "
@@ -550,71 +509,6 @@ _PATTERN_HINTS = {
     ALIAS: "is not an alias: use letters, digits, '_' and '-', starting with a letter or '_'",
     HTTP_TOKEN: "is not a valid HTTP header or cookie name",
 }
-
-
-def _format_path(root: str, loc: tuple[str | int, ...]) -> str:
-    path = root
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif isinstance(part, str) and part.startswith("["):
-            path += part
-        else:
-            path = f"{path}.{part}" if path else str(part)
-    return path or "(document)"
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _convert(err: pydantic.ValidationError, model: type[BaseModel], root: str) -> ValidationError:
-    """Turn pydantic's errors into ours: one FieldError per problem, path first."""
-    found: list[FieldError] = []
-    for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if not _is_union_tag(p))
-        kind = e["type"]
-        ctx = e.get("ctx") or {}
-        if kind == "overlay_rule":
-            extra = str(ctx.get("field", ""))
-            if extra:
-                loc = loc + tuple(extra.split("."))
-            message = e["msg"]
-        elif kind == "extra_forbidden":
-            allowed = _walk_fields(model, loc[:-1])
-            hint = f"; allowed fields: {', '.join(allowed)}" if allowed else ""
-            message = f"unknown field{hint}"
-        elif kind == "missing":
-            message = "required field is missing"
-        elif kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_HINTS:
-            message = f"{_short(e.get('input'))} {_PATTERN_HINTS[ctx['pattern']]}"
-        elif kind == "value_error":
-            message = str(ctx.get("error", e["msg"]))
-        else:
-            message = f"{e['msg']} (got {_short(e.get('input'))})"
-        fe = FieldError(_format_path(root, loc), message)
-        if fe not in found:
-            found.append(fe)
-    return ValidationError(found)
-
-
-def _is_union_tag(part: str | int) -> bool:
-    # pydantic adds the union member's type name to loc for ``X | None`` on some inputs.
-    return isinstance(part, str) and part in {"str", "int", "float", "bool", "none"}
-
-
-def _validate(model: type[M], data: Any, root: str) -> M:
-    if isinstance(data, model):
-        return data
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json", by_alias=True, exclude_none=True)
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as err:
-        raise _convert(err, model, root) from None
-    except (TypeError, ValueError, RecursionError) as err:  # pragma: no cover - defensive
-        raise ValidationError.at(root or "(document)", f"cannot read input: {err}") from None
 
 
 def parse_overlay(data: Any) -> AIOverlay:
@@ -628,12 +522,12 @@ def parse_overlay(data: Any) -> AIOverlay:
             data = yaml.safe_load(data)
         except yaml.YAMLError as err:
             raise ValidationError.at("(document)", f"not valid YAML: {err}") from None
-    return _validate(AIOverlay, data, "")
+    return validate(AIOverlay, data, "", _PATTERN_HINTS)
 
 
 def parse_spec(data: Any) -> AIOverlaySpec:
     """Validate the ``spec`` part alone; error paths start with ``spec``."""
-    return _validate(AIOverlaySpec, data, "spec")
+    return validate(AIOverlaySpec, data, "spec", _PATTERN_HINTS)
 
 
 def dump_overlay(overlay: AIOverlay) -> dict[str, Any]:
