@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from overlay_sdk.registry import ModelRegistry
 
 from overlay_sdk.client import ControlPlane, connect
+from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.store import LocalStore
 
 
