@@ -50,19 +50,34 @@ def connect(
     ``registry_uri`` is an MLflow tracking URI (default ``sqlite:///<home>/mlflow.db``).
     ``author`` is recorded on every revision (default ``$OVERLAY_AUTHOR`` or the user name).
     """
+    if home is not None and not isinstance(home, str | os.PathLike):
+        raise ValidationError.at(
+            "home", f"give the overlay home as a folder path, got {type(home).__name__}"
+        )
     if isinstance(home, str) and "://" in home:
         scheme = home.split("://", 1)[0]
         raise ValidationError.at(
             "home", f"unsupported control plane address scheme {scheme!r}; give a folder path "
             "(the overlay home) or nothing for the default"
         )
-    folder = resolve_home(home)
+    for field, value in (("registry_uri", registry_uri), ("author", author)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValidationError.at(field, f"give a non-empty string, got {value!r}")
+    try:
+        folder = resolve_home(home)
+    except (FileExistsError, NotADirectoryError, PermissionError) as err:
+        raise ValidationError.at(
+            "home", f"cannot use {home or err.filename!s} as the overlay home ({err.strerror}); "
+            "give a folder you can write to"
+        ) from None
     store = LocalStore(folder / "overlays.db")
-    registry = ModelRegistry(
-        registry_uri or f"sqlite:///{folder / 'mlflow.db'}",
-        artifact_root=folder / "mlartifacts",
-        lock_dir=folder,
-    )
+    if registry_uri is None:  # the embedded default: everything inside the home
+        registry = ModelRegistry(
+            f"sqlite:///{folder / 'mlflow.db'}", artifact_root=folder / "mlartifacts",
+            lock_dir=folder,
+        )
+    else:  # a tracking server keeps its own artifact store
+        registry = ModelRegistry(registry_uri, lock_dir=folder)
     return ControlPlane(folder, store, registry, author=author)
 
 
@@ -97,8 +112,13 @@ class ControlPlane:
 
     # -- shared write path ---------------------------------------------------------------
 
-    def _resolve(self, overlay: AIOverlay, *, resolve_aliases: bool = True) -> AIOverlay:
-        """Check every model reference exists; fill ``version`` from ``alias``."""
+    def _resolve(self, overlay: AIOverlay, *, refresh_aliases: bool) -> AIOverlay:
+        """Check every model reference exists; fill ``version`` from ``alias``.
+
+        An entry that already carries the version its alias resolved to keeps it unless
+        ``refresh_aliases`` (create/apply of a whole document): a traffic change to one
+        route must not silently move another.
+        """
         doc = overlay.to_dict()
         spec = doc["spec"]
         problems: list[FieldError] = []
@@ -108,7 +128,7 @@ class ControlPlane:
         for path, entry in entries:
             ref = ModelRef(
                 entry["model"],
-                version=None if (entry.get("alias") and resolve_aliases) else entry.get("version"),
+                version=None if (entry.get("alias") and refresh_aliases) else entry.get("version"),
                 alias=entry.get("alias"),
             )
             try:
@@ -127,10 +147,16 @@ class ControlPlane:
         *,
         expected_revision: int | None,
         message: str,
-        resolve_aliases: bool = True,
+        refresh_aliases: bool = False,
     ) -> Revision:
+        if not isinstance(message, str):
+            raise ValidationError.at("message", f"a message is a string, got {message!r}")
+        if isinstance(doc, AIOverlay):
+            doc = doc.to_dict()
+        # status is observed state, written by the control plane, never taken from callers
+        doc = {k: v for k, v in doc.items() if k != "status"} if isinstance(doc, Mapping) else doc
         overlay = parse_overlay(doc)
-        overlay = self._resolve(overlay, resolve_aliases=resolve_aliases)
+        overlay = self._resolve(overlay, refresh_aliases=refresh_aliases)
         return self.store.apply(
             overlay, expected_revision=expected_revision, author=self.author, message=message
         )
@@ -141,11 +167,12 @@ def _routes_doc(routes: RouteInput) -> list[dict[str, Any]]:
         out = []
         for key, weight in routes.items():
             ref = ModelRef.parse(key, field=f"routes[{key!r}]")
-            out.append(traffic.route_entry(ref, weight=weight))
+            out.append(traffic.route_entry(ref, weight=traffic.as_int(weight)))
         return out
     if isinstance(routes, str) or not isinstance(routes, Sequence):
         raise ValidationError.at(
-            "routes", "give {'model:version': weight, ...} or a list of route dicts"
+            "spec.routes", "give {'model:version': weight, ...} or a list of route dicts, "
+            f"got {routes!r}"
         )
     return [dict(r) if isinstance(r, Mapping) else r for r in routes]
 
@@ -155,7 +182,7 @@ def _shadow_doc(shadow: ShadowInput, percent: float = 100) -> dict[str, Any] | N
         return None
     if isinstance(shadow, Mapping):
         return dict(shadow)
-    ref = shadow if isinstance(shadow, ModelRef) else ModelRef.parse(shadow, field="shadow")
+    ref = shadow if isinstance(shadow, ModelRef) else ModelRef.parse(shadow, field="spec.shadow")
     return traffic.route_entry(ref, percent=percent)
 
 
@@ -194,6 +221,12 @@ class Overlays:
         (``match``, ``sticky``, ``injection``, ``slo``, ``budget``, ``placement``,
         ``scaling``) are passed as dicts, e.g. ``sticky={"header": "x-user-id"}``.
         """
+        if not isinstance(host, str | Mapping):
+            raise ValidationError.at(
+                "spec.host", f"give the host URL as a string like 'http://crm:8080', got {host!r}"
+            )
+        if labels is not None and not isinstance(labels, Mapping):
+            raise ValidationError.at("metadata.labels", f"give a dict of strings, got {labels!r}")
         spec: dict[str, Any] = {
             "host": {"url": host} if isinstance(host, str) else dict(host),
             "mode": mode,
@@ -208,7 +241,9 @@ class Overlays:
             metadata["labels"] = dict(labels)
         doc = {"metadata": metadata, "spec": spec}
         try:
-            rev = self._cp._write(doc, expected_revision=0, message=message or "create")
+            rev = self._cp._write(
+                doc, expected_revision=0, message=message or "create", refresh_aliases=True
+            )
         except ConflictError as err:
             raise ConflictError(
                 f"overlay {name!r} already exists (revision {err.current}): open it with "
@@ -220,7 +255,9 @@ class Overlays:
     def apply(self, document: AIOverlay | Mapping[str, Any] | str, *, message: str = "") -> Overlay:
         """Create or update from a whole ``AIOverlay`` document (dict, YAML text or model)."""
         overlay = parse_overlay(document)
-        rev = self._cp._write(overlay, expected_revision=None, message=message or "apply")
+        rev = self._cp._write(
+            overlay, expected_revision=None, message=message or "apply", refresh_aliases=True
+        )
         return Overlay(self._cp, rev)
 
     def get(self, name: str) -> Overlay:
@@ -312,21 +349,17 @@ class Overlay:
         self._set(self._cp.store.get(self.name))
         return self
 
-    def _change(
-        self, spec: Mapping[str, Any], message: str, *, resolve_aliases: bool = True
-    ) -> Overlay:
+    def _change(self, spec: Mapping[str, Any], message: str) -> Overlay:
         doc = self.overlay.to_dict()
         doc["spec"] = dict(spec)
         doc.pop("status", None)
         try:
-            rev = self._cp._write(
-                doc, expected_revision=self.revision, message=message,
-                resolve_aliases=resolve_aliases,
-            )
+            rev = self._cp._write(doc, expected_revision=self.revision, message=message)
         except ConflictError as err:
+            now = f"now {err.current}" if err.current else "it was deleted since"
             raise ConflictError(
                 f"overlay {self.name!r} changed since this handle read revision {self.revision} "
-                f"(now {err.current}): call .refresh(), check the change, and try again",
+                f"({now}): call .refresh(), check the change, and try again",
                 expected=self.revision, current=err.current,
             ) from None
         self._set(rev)
@@ -355,7 +388,9 @@ class Overlay:
         """
         model_ref = None if ref is None else ModelRef.parse(ref, field="ref")
         spec = traffic.set_shadow(self._spec_doc(), model_ref, percent)
-        text = "remove shadow" if model_ref is None else f"shadow {model_ref} at {percent:g}%"
+        text = "remove shadow"
+        if model_ref is not None:
+            text = f"shadow {model_ref} at {spec['shadow']['percent']:g}%"
         return self._change(spec, message or text)
 
     def promote(self, ref: str, *, message: str = "") -> Overlay:
@@ -387,6 +422,8 @@ class Overlay:
         ``to`` is a revision number; by default the latest earlier revision whose spec
         differs from the current one. Versions are restored exactly as they were.
         """
+        if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
+            raise ValidationError.at("to", f"give a revision number such as 3, got {to!r}")
         history = [r for r in self._cp.store.history(self.name) if r.overlay is not None]
         if to is None:
             target = next(
@@ -410,9 +447,7 @@ class Overlay:
                 )
         assert target.overlay is not None
         spec = target.overlay.to_dict()["spec"]
-        return self._change(
-            spec, message or f"rollback to revision {target.revision}", resolve_aliases=False
-        )
+        return self._change(spec, message or f"rollback to revision {target.revision}")
 
     def history(self) -> pd.DataFrame:
         """Every revision, oldest first: revision, action, time, author, message, changes."""

@@ -11,6 +11,7 @@ lets the widgets reuse the same arithmetic.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from overlay_sdk.errors import ValidationError
 from overlay_sdk.spec import ModelRef
 
 __all__ = [
+    "as_int",
     "canary",
     "distribute",
     "matches",
@@ -28,6 +30,13 @@ __all__ = [
 ]
 
 Spec = dict[str, Any]
+
+
+def as_int(value: Any) -> Any:
+    """numpy/pandas integers -> int (notebooks compute weights with them); else unchanged."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def distribute(total: int, shares: Mapping[str, float]) -> dict[str, int]:
@@ -107,7 +116,7 @@ def set_traffic(spec: Mapping[str, Any], weights: Mapping[str, int]) -> Spec:
     old = _routes(spec)
     for key, weight in weights.items():
         ref = ModelRef.parse(key, field=f"weights[{key!r}]")
-        entry = route_entry(ref, weight=weight)
+        entry = route_entry(ref, weight=as_int(weight))
         i = _find(old, ref)
         if i is not None and ref.alias is None and old[i].get("alias"):
             entry["alias"] = old[i]["alias"]  # keep naming the alias the route was made with
@@ -121,6 +130,7 @@ def canary(spec: Mapping[str, Any], ref: ModelRef, percent: int) -> Spec:
 
     A shadowed version graduating to canary leaves the shadow slot.
     """
+    percent = as_int(percent)
     if isinstance(percent, bool) or not isinstance(percent, int) or not 0 < percent < 100:
         raise ValidationError.at(
             "percent", f"a canary takes an integer percent between 1 and 99, got {percent!r}"
@@ -153,7 +163,11 @@ def set_shadow(spec: Mapping[str, Any], ref: ModelRef | None, percent: float = 1
     if ref is None:
         new.pop("shadow", None)
         return new
-    new["shadow"] = route_entry(ref, percent=percent)
+    if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
+        raise ValidationError.at(
+            "percent", f"a shadow percent is a number from 0 to 100, got {percent!r}"
+        )
+    new["shadow"] = route_entry(ref, percent=float(percent))
     return new
 
 

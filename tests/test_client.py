@@ -216,3 +216,86 @@ def test_reprs_show_state(cp: ControlPlane) -> None:
     assert "revision=1" in repr(o) and "fraud:1=90" in repr(o)
     assert "<table>" in o._repr_html_()
     assert "scoring" in cp.overlays._repr_html_()
+
+
+def test_wrong_types_are_validation_errors_and_store_nothing(cp: ControlPlane) -> None:
+    o = create(cp)
+    db = cp.home / "overlays.db"
+    before = dump_sqlite(db)
+    bad = [
+        (lambda: cp.overlays.create("x", host=123, routes={"fraud:1": 100}), "spec.host"),  # type: ignore[arg-type]
+        (lambda: cp.overlays.create("x", host=HOST, routes=5), "spec.routes"),  # type: ignore[arg-type]
+        (lambda: cp.overlays.create("x", host=HOST, routes={"fraud:1": 100}, labels=5),  # type: ignore[arg-type]
+         "metadata.labels"),
+        (lambda: cp.overlays.create("Bad Name", host=HOST, routes={"fraud:1": 100}),
+         "metadata.name"),
+        (lambda: o.set_traffic("abc"), "weights"),  # type: ignore[arg-type]
+        (lambda: o.canary(None), "ref"),  # type: ignore[arg-type]
+        (lambda: o.shadow("fraud:3", "abc"), "percent"),  # type: ignore[arg-type]
+        (lambda: o.shadow("fraud:3", True), "percent"),  # type: ignore[arg-type]
+        (lambda: o.rollback(to=True), "to"),
+        (lambda: o.rollback(to="1"), "to"),  # type: ignore[arg-type]
+        (lambda: o.promote("fraud"), "ref"),
+        (lambda: o.set_traffic({"fraud:1": 100}, message=5), "message"),  # type: ignore[arg-type]
+    ]
+    for call, path in bad:
+        with pytest.raises(ValidationError) as info:
+            call()
+        assert info.value.paths[0] == path, info.value
+    assert dump_sqlite(db) == before
+
+
+def test_connect_checks_its_arguments(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    for kwargs, path in [({"home": 123}, "home"), ({"home": afile}, "home"),
+                         ({"home": tmp_path, "registry_uri": 5}, "registry_uri"),
+                         ({"home": tmp_path, "author": ""}, "author")]:
+        with pytest.raises(ValidationError) as info:
+            ov.connect(**kwargs)  # type: ignore[arg-type]
+        assert info.value.paths == [path]
+
+
+def test_a_tracking_server_keeps_its_own_artifact_store(tmp_path: Path) -> None:
+    with ov.connect(tmp_path, registry_uri="http://mlflow.internal:5000") as cp:
+        assert cp.models.tracking_uri == "http://mlflow.internal:5000"
+        assert cp.models.artifact_location is None
+    with ov.connect(tmp_path) as cp:
+        assert cp.models.artifact_location == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_numpy_integers_are_accepted_as_weights(cp: ControlPlane) -> None:
+    import numpy as np
+
+    o = create(cp, routes={"fraud:1": np.int64(70), "fraud:2": np.int32(30)})
+    assert o.spec.weights() == {"fraud:1": 70, "fraud:2": 30}
+    o.set_traffic({"fraud:1": np.int64(95), "fraud:2": np.int64(5)})
+    o.canary("fraud:3", percent=np.int64(2))
+    assert o.spec.weights()["fraud:3"] == 2
+
+
+def test_status_is_never_taken_from_callers(cp: ControlPlane) -> None:
+    doc = {"metadata": {"name": "s"}, "spec": {"host": {"url": HOST},
+           "routes": [{"model": "fraud", "version": "1", "weight": 100}]},
+           "status": {"revision": 99}}
+    o = cp.overlays.apply(doc)
+    assert o.overlay.status is None
+    assert cp.store.get("s").overlay.status is None  # type: ignore[union-attr]
+
+
+def test_a_change_to_one_route_does_not_move_an_alias_route(
+    cp: ControlPlane, registry_home: Path
+) -> None:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{registry_home / 'mlflow.db'}")
+    client.set_registered_model_alias("fraud", "challenger", "3")
+    o = cp.overlays.create("pinned", host=HOST, routes={"fraud@challenger": 50, "fraud:1": 50})
+    client.set_registered_model_alias("fraud", "challenger", "2")
+    try:
+        o.set_traffic({"fraud@challenger": 40, "fraud:1": 60})  # names the alias: re-resolved
+        assert o.spec.routes[0].version == "2"
+        client.set_registered_model_alias("fraud", "challenger", "3")
+        o.canary("fraud:1", percent=10)  # does not name the alias: it keeps version 2
+        assert (o.spec.routes[0].alias, o.spec.routes[0].version) == ("challenger", "2")
+        assert "fraud:3" not in o.info.changes
+    finally:
+        client.delete_registered_model_alias("fraud", "challenger")

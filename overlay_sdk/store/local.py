@@ -69,6 +69,27 @@ def default_author() -> str:
         return "unknown"
 
 
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValidationError.at(
+            "name", f"an overlay name is a non-empty string such as 'sales-copilot', got {name!r}"
+        )
+    return name
+
+
+def _check_args(expected: object, author: object, message: object) -> None:
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
+                                 or expected < 0):
+        raise ValidationError.at(
+            "expected_revision", f"give None, 0 (must not exist) or a revision number, "
+            f"got {expected!r}"
+        )
+    if author is not None and not isinstance(author, str):
+        raise ValidationError.at("author", f"an author is a string, got {author!r}")
+    if not isinstance(message, str):
+        raise ValidationError.at("message", f"a message is a string, got {message!r}")
+
+
 _INHERITED: list[_Connection] = []
 
 
@@ -263,11 +284,11 @@ class LocalStore:
 
     def get(self, name: str) -> Revision:
         """The current revision of a live overlay; NotFoundError if absent or deleted."""
-        rows = self._current(name)
+        rows = self._current(_check_name(name))
         if not rows:
             raise NotFoundError(
                 f"overlay {name!r} does not exist{self._deleted_note(name)}; "
-                "list overlays with store.list() or create it"
+                "list the overlays that exist, or create it"
             )
         return self._revision(rows[0])
 
@@ -277,19 +298,23 @@ class LocalStore:
 
     def history(self, name: str) -> builtins.list[Revision]:
         """Every revision of ``name``, oldest first, tombstones included."""
-        rows = self._select("WHERE name = ? ORDER BY revision", (name,))
+        rows = self._select("WHERE name = ? ORDER BY revision", (_check_name(name),))
         if not rows:
             raise NotFoundError(f"overlay {name!r} has no history: it was never created")
         return [self._revision(row) for row in rows]
 
     def revision(self, name: str, number: int) -> Revision:
         """Revision ``number`` of ``name``; NotFoundError if it does not exist."""
-        rows = self._select("WHERE name = ? AND revision = ?", (name, number))
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValidationError.at(
+                "number", f"a revision number is an int such as 3, got {number!r}"
+            )
+        rows = self._select("WHERE name = ? AND revision = ?", (_check_name(name), number))
         if not rows:
             latest = self._pointer(self._conn(), name)
             known = f"its revisions are 1..{latest[0]}" if latest else "it was never created"
             raise NotFoundError(
-                f"overlay {name!r} has no revision {number}: {known}; see store.history({name!r})"
+                f"overlay {name!r} has no revision {number}: {known}; see its history"
             )
         return self._revision(rows[0])
 
@@ -325,6 +350,11 @@ class LocalStore:
                 "overlay", f"expected an AIOverlay, got {type(overlay).__name__}; "
                 "build one with overlay_sdk.spec.parse_overlay"
             )
+        if overlay.metadata.namespace is not None:
+            raise ValidationError.at(
+                "metadata.namespace", "the embedded store has no namespaces; remove "
+                "metadata.namespace (it is used by the Kubernetes backend)"
+            )
         return self._commit(overlay.name, overlay, expected_revision, author, message)
 
     def delete(
@@ -336,7 +366,7 @@ class LocalStore:
         message: str = "",
     ) -> Revision:
         """Write a tombstone revision; NotFoundError if absent or already deleted."""
-        return self._commit(name, None, expected_revision, author, message)
+        return self._commit(_check_name(name), None, expected_revision, author, message)
 
     def _commit(
         self,
@@ -346,6 +376,7 @@ class LocalStore:
         author: str | None,
         message: str,
     ) -> Revision:
+        _check_args(expected, author, message)
         doc = None if overlay is None else overlay.to_dict()
         action: Action = "apply" if doc is not None else "delete"
         text = None if doc is None else json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
@@ -399,7 +430,7 @@ class LocalStore:
                 f"current revision {current}"
             )
         return ConflictError(
-            f"{head}; re-read it with store.get({name!r}) and retry the change",
+            f"{head}; re-read it and retry the change",
             expected=expected,
             current=current or None,
         )

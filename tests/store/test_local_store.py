@@ -24,7 +24,8 @@ import store_workers
 from store_workers import check_whole, dump, make_doc, make_overlay
 
 from overlay_sdk.errors import BackendError, ConflictError, NotFoundError, ValidationError
-from overlay_sdk.store import Action, LocalStore, Revision, Store, WatchEvent, local
+from overlay_sdk.spec import parse_overlay
+from overlay_sdk.store import LocalStore, Revision, Store, WatchEvent, local
 from overlay_sdk.store import __all__ as store_all
 from overlay_sdk.store.migrations import MIGRATIONS, Migration, latest_version, migrate
 
@@ -66,7 +67,53 @@ def _join(processes: list[multiprocessing.process.BaseProcess], timeout: float =
 def test_exports_are_explicit_and_sorted() -> None:
     assert store_all == sorted(store_all)
     assert set(store_all) == {"Action", "LocalStore", "Revision", "Store", "WatchEvent"}
-    assert Action is not None and WatchEvent is not None
+    import overlay_sdk.store as package
+
+    assert all(hasattr(package, name) for name in store_all)
+    assert {n for n in dir(package) if not n.startswith("_") and n[0].isupper()} <= set(store_all)
+
+
+@pytest.mark.parametrize("name", [None, "", 5, ["a"]])
+def test_names_must_be_strings(store: LocalStore, name: object) -> None:
+    store.apply(parse_overlay(_doc_for_bad_input()))
+    for call in (store.get, store.history, store.delete, lambda n: store.revision(n, 1)):
+        with pytest.raises(ValidationError) as info:
+            call(name)  # type: ignore[operator]
+        assert info.value.paths == ["name"]
+
+
+def test_bad_arguments_are_refused_before_writing(store: LocalStore, db: Path) -> None:
+    overlay = parse_overlay(_doc_for_bad_input())
+    store.apply(overlay)
+    before = dump(db)
+    bad_calls = [
+        ({"expected_revision": "1"}, "expected_revision"),
+        ({"expected_revision": True}, "expected_revision"),
+        ({"expected_revision": -1}, "expected_revision"),
+        ({"author": 5}, "author"),
+        ({"message": None}, "message"),
+    ]
+    for kwargs, path in bad_calls:
+        with pytest.raises(ValidationError) as info:
+            store.apply(overlay, **kwargs)  # type: ignore[arg-type]
+        assert info.value.paths == [path]
+    with pytest.raises(ValidationError) as info:
+        store.revision(overlay.name, "1")  # type: ignore[arg-type]
+    assert info.value.paths == ["number"]
+    doc = {**_doc_for_bad_input(), "metadata": {"name": "x", "namespace": "a"}}
+    namespaced = parse_overlay(doc)
+    with pytest.raises(ValidationError) as info:
+        store.apply(namespaced)
+    assert info.value.paths == ["metadata.namespace"]
+    assert dump(db) == before
+
+
+def _doc_for_bad_input() -> dict[str, object]:
+    return {
+        "metadata": {"name": "bad-input"},
+        "spec": {"host": {"url": "http://h"}, "routes": [{"model": "m", "version": "1",
+                                                           "weight": 100}]},
+    }
 
 
 def test_local_store_is_a_store_in_wal_mode(store: LocalStore, db: Path) -> None:
