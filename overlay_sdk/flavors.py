@@ -52,6 +52,46 @@ __all__ = [
 
 FLAVORS = ("pyfunc", "sklearn")
 SKLEARN_SERIALIZATION = "cloudpickle"
+
+PROCESS_LOCAL_ATTRIBUTES = ("_stop_words_id",)
+"""Fitted scikit-learn attributes that hold a per-process value (``id()`` of an object,
+kept only as a cache key), dropped before saving so the same model hashes the same in
+every process. scikit-learn recomputes them when needed."""
+
+
+def _process_local_holders(obj: Any, seen: set[int] | None = None) -> list[Any]:
+    """Objects inside ``obj`` (estimators, pipelines, lists, dicts) that hold such values."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    found: list[Any] = []
+    if isinstance(obj, list | tuple | set | frozenset):
+        children: list[Any] = list(obj)
+    elif isinstance(obj, dict):
+        children = list(obj.values())
+    elif hasattr(obj, "get_params") and hasattr(obj, "__dict__"):  # a scikit-learn estimator
+        if any(name in vars(obj) for name in PROCESS_LOCAL_ATTRIBUTES):
+            found.append(obj)
+        children = list(vars(obj).values())
+    else:
+        return []
+    for child in children:
+        found.extend(_process_local_holders(child, seen))
+    return found
+
+
+def without_process_local_state(model: Any) -> Any:
+    """``model`` itself, or a deep copy without :data:`PROCESS_LOCAL_ATTRIBUTES`."""
+    if not _process_local_holders(model):
+        return model
+    import copy
+
+    clean = copy.deepcopy(model)
+    for holder in _process_local_holders(clean):
+        for name in PROCESS_LOCAL_ATTRIBUTES:
+            vars(holder).pop(name, None)
+    return clean
 """MLflow's default outside Databricks is ``skops``, which needs the ``skops`` package (not a
 dependency) and refuses classes defined in notebooks; cloudpickle is MLflow's Databricks
 default and gives the same bytes for the same estimator in every process."""
@@ -269,7 +309,8 @@ def save_model(
                 from mlflow import sklearn as mlflow_sklearn
 
                 mlflow_sklearn.save_model(
-                    model, str(path), serialization_format=SKLEARN_SERIALIZATION,
+                    without_process_local_state(model), str(path),
+                    serialization_format=SKLEARN_SERIALIZATION,
                     signature=signature, input_example=input_example,
                     pip_requirements=mlflow_sklearn.get_default_pip_requirements(
                         include_cloudpickle=True

@@ -12,7 +12,10 @@ so raw bytes are not hashed where they vary without the model changing:
   time, uuids, run and artifact ids, MLflow version, size), then hashed as canonical JSON.
 - ``requirements.txt`` and ``conda.yaml``: requirement lines sorted, and the pin of MLflow
   itself (the packaging tool, not the model) reduced to its name; ``python_env.yaml`` and
-  ``conda.yaml`` hashed as canonical JSON.
+  ``conda.yaml`` hashed as canonical JSON without the build tools (pip, setuptools, wheel)
+  and with Python's version cut to major.minor.
+- scikit-learn attributes that hold an ``id()`` (``_stop_words_id``) are dropped from a
+  copy before saving (:func:`overlay_sdk.flavors.without_process_local_state`).
 - pickles (``*.pkl``): cloudpickle's class-tracker ids (a random uuid per class pickled by
   value, per process) renumbered; everything else in the pickle is hashed as written
   (cloudpickle already writes ``<dynamic-code>`` for code file names, so notebook cell
@@ -114,16 +117,40 @@ def canonical_requirements(data: bytes) -> bytes:
     return "\n".join(_canonical_requirement_lines(data.decode("utf-8").splitlines())).encode()
 
 
+_PYTHON_PATCH = re.compile(r"^(python\s*[=<>~!]*\s*)?(\d+\.\d+)\.\d+\S*$")
+_BUILD_TOOL = re.compile(r"^(pip|setuptools|wheel)\b", re.IGNORECASE)
+
+
+def _minor_python(value: str) -> str:
+    """``3.11.7`` -> ``3.11``, ``python=3.11.7`` -> ``python=3.11``; else unchanged."""
+    m = _PYTHON_PATCH.match(value.strip())
+    return f"{m[1] or ''}{m[2]}" if m else value
+
+
 def _canonical_env_yaml(data: bytes) -> bytes:
-    """``conda.yaml`` / ``python_env.yaml`` as canonical JSON, pip lists canonicalised."""
+    """``conda.yaml`` / ``python_env.yaml`` as canonical JSON, pip lists canonicalised.
+
+    The environment's build tools (pip, setuptools, wheel: ``build_dependencies`` and the
+    pip pin of conda) and Python's patch release say how the model was packaged, not what
+    it computes, so they are left out: upgrading pip must not make a new version.
+    """
     doc = yaml.safe_load(data.decode("utf-8"))
-    if isinstance(doc, dict) and isinstance(doc.get("dependencies"), list):
+    if not isinstance(doc, dict):
+        return canonical_json(doc)
+    doc = {k: v for k, v in doc.items() if k != "build_dependencies"}
+    if isinstance(doc.get("python"), str | float):
+        doc["python"] = _minor_python(str(doc["python"]))
+    if isinstance(doc.get("dependencies"), list):
         deps: list[Any] = []
         for dep in doc["dependencies"]:
             if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
                 dep = {**dep, "pip": _canonical_requirement_lines(map(str, dep["pip"]))}
+            elif isinstance(dep, str):
+                if _BUILD_TOOL.match(dep.strip()):
+                    continue
+                dep = _minor_python(dep)
             deps.append(dep)
-        doc = {**doc, "dependencies": deps}
+        doc["dependencies"] = deps
     return canonical_json(doc)
 
 

@@ -1,6 +1,7 @@
 """A separate process for the cross-process identity tests in tests/test_registry.py.
 
     python registry_worker.py sklearn [--tweak]      print content_sha256 of a LogisticRegression
+    python registry_worker.py sklearn-text           ... of a TfidfVectorizer + LogisticRegression
     python registry_worker.py pyfunc-class           ... of a PythonModel subclass defined here
     python registry_worker.py pyfunc-function        ... of a plain function defined here
     python registry_worker.py register TRACKING_URI  register the LogisticRegression, print
@@ -38,6 +39,15 @@ def fitted(tweak: bool = False) -> LogisticRegression:
     return model
 
 
+def text_pipeline() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    docs = ["good product fast", "bad slow product", "fast good", "slow bad bad", "ok fine"] * 4
+    labels = [1, 0, 1, 0, 1] * 4
+    return make_pipeline(TfidfVectorizer(max_df=0.5), LogisticRegression()).fit(docs, labels)
+
+
 class Scaler(PythonModel):
     def __init__(self, factor: float) -> None:
         self.factor = factor
@@ -55,6 +65,8 @@ def main(argv: list[str]) -> None:
     X, _ = training_data()
     if mode == "sklearn":
         print(content_sha256(fitted(tweak="--tweak" in argv), reference=X))
+    elif mode == "sklearn-text":
+        print(content_sha256(text_pipeline()))
     elif mode == "pyfunc-class":
         print(content_sha256(Scaler(1.5), reference=X))
     elif mode == "pyfunc-function":

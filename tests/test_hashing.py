@@ -311,3 +311,43 @@ def test_unhashable_cells_are_hashed_by_value() -> None:
     a = pd.DataFrame({"tokens": [["a", "b"], ["c"]]})
     b = pd.DataFrame({"tokens": [["a", "b"], ["d"]]})
     assert hash_reference(a) == hash_reference(a.copy()) != hash_reference(b)
+
+
+def test_build_tools_and_python_patch_release_are_not_identity() -> None:
+    from overlay_sdk.hashing import canonical_file
+
+    env = "python: 3.11.7\nbuild_dependencies:\n- pip==23.2.1\n- setuptools==65.5.0\n" \
+          "dependencies:\n- -r requirements.txt\n"
+    upgraded = env.replace("3.11.7", "3.11.9").replace("pip==23.2.1", "pip==26.0")
+    assert canonical_file("python_env.yaml", env.encode()) == canonical_file(
+        "python_env.yaml", upgraded.encode())
+    other_minor = env.replace("3.11.7", "3.12.1")
+    assert canonical_file("python_env.yaml", env.encode()) != canonical_file(
+        "python_env.yaml", other_minor.encode())
+    conda = "dependencies:\n- python=3.11.7\n- pip<=23.2.1\n- pip:\n  - scikit-learn==1.9.1\n"
+    same = conda.replace("3.11.7", "3.11.2").replace("pip<=23.2.1", "pip<=26.0")
+    other = conda.replace("scikit-learn==1.9.1", "scikit-learn==1.8.0")
+    def canon(text: str) -> bytes:
+        return canonical_file("conda.yaml", text.encode())
+
+    assert canon(conda) == canon(same)
+    assert canon(conda) != canon(other)
+
+
+def test_process_local_sklearn_attributes_are_dropped_from_a_copy() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from overlay_sdk.flavors import without_process_local_state
+
+    docs, labels = ["good fast", "bad slow", "fast good ok", "slow bad"] * 3, [1, 0, 1, 0] * 3
+    model = make_pipeline(TfidfVectorizer(stop_words="english"), LogisticRegression())
+    model.fit(docs, labels)
+    assert "_stop_words_id" in vars(model[0])
+    clean = without_process_local_state(model)
+    assert "_stop_words_id" not in vars(clean[0])
+    assert "_stop_words_id" in vars(model[0])  # the user's object is untouched
+    assert list(clean.predict(docs)) == list(model.predict(docs))
+    plain = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    assert without_process_local_state(plain) is plain

@@ -115,8 +115,8 @@ def test_two_saves_in_two_processes_give_the_same_sha256_and_a_changed_coefficie
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["pyfunc-class", "pyfunc-function"])
-def test_pyfunc_defined_in_main_has_the_same_sha256_in_two_processes(mode: str) -> None:
+@pytest.mark.parametrize("mode", ["sklearn-text", "pyfunc-class", "pyfunc-function"])
+def test_models_defined_in_main_have_the_same_sha256_in_two_processes(mode: str) -> None:
     assert run_worker(mode) == run_worker(mode)
 
 
