@@ -70,7 +70,7 @@ METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _REF = re.compile(r"^(?P<model>[^:@\s]+)(?::(?P<version>[^:@\s]+)|@(?P<alias>[^:@\s]+))$")
 
 StrictWeight = Annotated[int, Field(strict=True, ge=0, le=100)]
-Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+Percent = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -305,7 +305,8 @@ class Budget(_Model):
     """Spending limit; crossing it raises a budget alert."""
 
     usd_per_day: float = Field(
-        gt=0, le=10_000_000, allow_inf_nan=False, description="Daily spend limit in US dollars."
+        strict=True, gt=0, le=10_000_000, allow_inf_nan=False,
+        description="Daily spend limit in US dollars."
     )
 
 
@@ -313,10 +314,11 @@ class GpuShare(_Model):
     """A share of one GPU."""
 
     memory_gi_b: float = Field(
-        alias="memoryGiB", gt=0, le=1024, allow_inf_nan=False, description="GPU memory needed, GiB."
+        alias="memoryGiB", strict=True, gt=0, le=1024, allow_inf_nan=False,
+        description="GPU memory needed, GiB."
     )
     fraction: float = Field(
-        default=1.0, gt=0, le=1, allow_inf_nan=False,
+        default=1.0, strict=True, gt=0, le=1, allow_inf_nan=False,
         description="Fraction of one GPU's compute, in (0, 1].",
     )
 

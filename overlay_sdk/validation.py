@@ -98,6 +98,14 @@ def _convert(
             allowed = _walk_fields(model, loc[:-1])
             hint = f"; allowed fields: {', '.join(allowed)}" if allowed else ""
             message = f"unknown field{hint}"
+        elif kind == "too_short":
+            message = (
+                f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+            )
+        elif kind == "too_long":
+            message = (
+                f"has {ctx.get('actual_length')} items, at most {ctx.get('max_length')} allowed"
+            )
         elif kind == "missing":
             message = "required field is missing"
         elif kind == "string_pattern_mismatch" and ctx.get("pattern") in hints:

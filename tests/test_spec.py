@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from overlay_sdk.errors import ValidationError
@@ -165,7 +165,7 @@ def test_shadow_version_is_never_a_primary_route() -> None:
     assert err.startswith("spec.shadow: copilot:4 is also a primary route (routes[1])")
 
 
-@pytest.mark.parametrize("percent", [-0.1, 100.5, float("nan"), "all"])
+@pytest.mark.parametrize("percent", [-0.1, 100.5, float("nan"), "all", "50", True])
 def test_shadow_percent_0_to_100(percent: Any) -> None:
     data = doc(shadow={"model": "copilot", "version": "5", "percent": percent})
     (err,) = errors_of(data)
@@ -187,6 +187,8 @@ def test_shadow_percent_fraction_allowed() -> None:
         ("budget", {"usdPerDay": 0}, "spec.budget.usdPerDay"),
         ("budget", {"usdPerDay": -1}, "spec.budget.usdPerDay"),
         ("budget", {"usdPerDay": float("inf")}, "spec.budget.usdPerDay"),
+        ("budget", {"usdPerDay": "50"}, "spec.budget.usdPerDay"),
+        ("placement", {"gpu": {"memoryGiB": "6"}}, "spec.placement.gpu.memoryGiB"),
         ("placement", {"gpu": {"memoryGiB": 0}}, "spec.placement.gpu.memoryGiB"),
         ("placement", {"gpu": {"memoryGiB": 4, "fraction": 1.5}}, "spec.placement.gpu.fraction"),
         ("placement", {"tier": "moon"}, "spec.placement.tier"),
@@ -355,13 +357,69 @@ def documents(draw: st.DrawFn) -> Any:
     return data
 
 
+@st.composite
+def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Documents that keep every rule: any number of routes, weights summing to 100."""
+    n = draw(st.integers(1, MAX_ROUTES))
+    cuts = sorted(draw(st.lists(st.integers(0, 100), min_size=n - 1, max_size=n - 1)))
+    weights = [b - a for a, b in zip([0, *cuts], [*cuts, 100], strict=True)]
+    versions = draw(st.lists(st.integers(1, 10**6), min_size=n + 1, max_size=n + 1,
+                             unique=True))
+    spec: dict[str, Any] = {
+        "host": {"url": draw(st.sampled_from(["http://h:8080", "https://crm.example"]))},
+        "routes": [{"model": "m", "version": str(v), "weight": w}
+                   for v, w in zip(versions, weights, strict=False)],
+    }
+    if draw(st.booleans()):
+        spec["shadow"] = {"model": "m", "version": str(versions[-1]),
+                          "percent": draw(st.floats(0, 100))}
+    mode = draw(st.sampled_from(["passthrough", "shadow", "overlay"]))
+    spec["mode"] = mode
+    if mode == "shadow" or draw(st.booleans()):
+        spec["match"] = {"path": "/api/score"}
+    if mode == "overlay" or draw(st.booleans()):
+        spec["injection"] = {"kind": "chat-bubble"}
+    if draw(st.booleans()):
+        timeout = draw(st.integers(1, 600_000))
+        spec["slo"] = {"timeoutMs": timeout, "p99Ms": draw(st.integers(1, timeout))}
+    name = draw(st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z"))
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+@st.composite
+def one_field_broken(draw: st.DrawFn) -> Any:
+    """A valid document with one value replaced by junk, somewhere in the tree."""
+    data = draw(valid_documents())
+    node: Any = data
+    path: list[Any] = []
+    while isinstance(node, dict | list) and node:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        key = draw(st.sampled_from(keys))
+        path.append(key)
+        if not isinstance(node[key], dict | list) or draw(st.integers(0, 2)) == 0:
+            node[key] = draw(junk)
+            break
+        node = node[key]
+    return data
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_documents())
+def test_random_valid_documents_validate_and_round_trip(data: dict[str, Any]) -> None:
+    overlay = parse_overlay(data)
+    assert sum(r.weight for r in overlay.spec.routes) == 100
+    assert parse_overlay(overlay.to_dict()) == overlay
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(documents())
+@given(st.one_of(documents(), valid_documents(), one_field_broken()))
 def test_random_documents_validate_or_name_a_field(data: Any) -> None:
     original = copy.deepcopy(data)
     try:
         overlay = parse_overlay(data)
+        event("valid")
     except ValidationError as err:
+        event("invalid")
         assert err.errors
         for field_error in err.errors:
             root = re.split(r"[.\[]", field_error.path, maxsplit=1)[0]
