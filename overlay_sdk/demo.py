@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from overlay_sdk.client import connect
+from overlay_sdk.errors import OverlayError
 from overlay_sdk.home import resolve_home
 
 __all__ = ["main"]
@@ -52,6 +53,15 @@ def _request(url: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, 
             return resp.status, body.decode("utf-8", "replace")
     except urllib.error.HTTPError as err:
         return err.code, None
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _lab_command(examples: Path, port: int, token: str) -> list[str]:
@@ -140,6 +150,18 @@ def _kernel_check(base: str, token: str, home: Path, limit: float = 90) -> int:
     return 200 if f"control plane at {home}" in printed else 500
 
 
+def _control_plane_check(home: Path) -> int:
+    """The store and the registry of ``home`` open and answer a query."""
+    try:
+        with connect(home) as cp:
+            overlays, models = cp.overlays.list(), cp.models.list()
+    except OverlayError as err:
+        print(f"demo smoke: control plane error: {err}")
+        return 500
+    print(f"demo smoke: control plane has {len(overlays)} overlays, {len(models)} models")
+    return 200
+
+
 def _smoke(examples: Path, home: Path, env: dict[str, str]) -> int:
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
@@ -151,8 +173,7 @@ def _smoke(examples: Path, home: Path, env: dict[str, str]) -> int:
             "example notebook": _request(f"{base}/api/contents/{FIRST_NOTEBOOK}?token={token}")[0],
         }
         checks["kernel runs the SDK"] = _kernel_check(base, token, home)
-        with connect(home) as cp:
-            checks["control plane"] = 200 if cp.overlays.list() is not None else 500
+        checks["control plane"] = _control_plane_check(home)
         for name, code in checks.items():
             print(f"demo smoke: {name}: {'ok' if code in (200, 201) else f'FAILED ({code})'}")
         return 0 if all(code in (200, 201) for code in checks.values()) else 1
@@ -191,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         return _smoke(examples, home, env)
     token = secrets.token_hex(16)
-    print(f"\nOpen http://127.0.0.1:{args.port}/lab/tree/{FIRST_NOTEBOOK}?token={token}\n")
-    os.execvpe(sys.executable, _lab_command(examples, args.port, token), env)
+    port = args.port if _port_is_free(args.port) else _free_port()
+    if port != args.port:
+        print(f"port {args.port} is busy; using {port}")
+    print(f"\nOpen http://127.0.0.1:{port}/lab/tree/{FIRST_NOTEBOOK}?token={token}\n")
+    os.execvpe(sys.executable, _lab_command(examples, port, token), env)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def test_public_names_are_exported() -> None:
     assert sorted(ov.__all__) == ov.__all__
     for name in ov.__all__:
         assert hasattr(ov, name), name
+    assert {n for n in dir(ov) if not n.startswith("_")} == set(ov.__all__) - {"__version__"}
+    with pytest.raises(AttributeError, match="no attribute 'start_gateway'"):
+        ov.start_gateway  # noqa: B018  (arrives with the gateway, not before)
     for name in ("connect", "ControlPlane", "Overlay", "ModelVersion", "ValidationError",
                  "NotFoundError", "ConflictError", "BackendError", "OverlayError"):
         assert name in ov.__all__
