@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is out of date: run `make crd`", file=sys.stderr)
+            state = "is out of date" if current else "does not exist here"
+            print(f"{args.output} {state}: run `make crd` from the repository root "
+                  "(or pass -o PATH)", file=sys.stderr)
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
