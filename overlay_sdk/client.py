@@ -268,7 +268,8 @@ class Overlays:
             names = self.names()
             known = f"; existing overlays: {', '.join(names)}" if names else "; none exist yet"
             raise NotFoundError(
-                f"overlay {name!r} not found{known}. Create it with cp.overlays.create()"
+                f"overlay {name!r} not found{known}. Create it with cp.overlays.create() "
+                "or `overlay apply -f FILE`"
             ) from None
 
     def names(self) -> list[str]:

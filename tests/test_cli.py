@@ -1,0 +1,177 @@
+"""The `overlay` command: every command, its output formats, bad input and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from overlay_sdk.cli import cli
+
+from .conftest import dump_sqlite
+
+DOC = """\
+apiVersion: overlays.aioverlay.dev/v1alpha1
+kind: AIOverlay
+metadata: {name: scoring}
+spec:
+  host: {url: "http://127.0.0.1:8001"}
+  routes:
+    - {model: fraud, version: "1", weight: 90}
+    - {model: fraud, version: "2", weight: 10}
+"""
+
+
+@pytest.fixture
+def run(tmp_path: Path, registry_home: Path):  # type: ignore[no-untyped-def]
+    """Invoke the CLI on a fresh overlay store, with the shared registry (fraud 1..3)."""
+    runner = CliRunner()
+    base = ["--home", str(tmp_path / "home"),
+            "--registry-uri", f"sqlite:///{registry_home / 'mlflow.db'}", "--author", "ops"]
+
+    def invoke(*args: str, stdin: str | None = None) -> Result:
+        return runner.invoke(cli, [*base, *args], input=stdin, catch_exceptions=False)
+
+    return invoke
+
+
+def write(tmp_path: Path, text: str, name: str = "o.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("init", "apply", "get", "history", "rollback", "delete", "models"):
+        assert command in result.output
+    assert "Exit codes" in result.output
+    sub = CliRunner().invoke(cli, ["models", "--help"])
+    assert "versions" in sub.output and "list" in sub.output
+
+
+def test_init_creates_the_home(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("init")
+    assert result.exit_code == 0, result.output
+    assert "overlay home:" in result.output and "(0 overlays)" in result.output
+    assert (tmp_path / "home" / "overlays.db").exists()
+
+
+def test_apply_get_history_rollback_delete(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, DOC)
+    result = run("apply", "-f", path, "-m", "first")
+    assert result.exit_code == 0, result.output
+    assert "aioverlay/scoring applied (revision 1)" in result.output
+
+    result = run("apply", "-f", write(tmp_path, DOC.replace("90}", "95}").replace("10}", "5}")))
+    assert "revision 2" in result.output and "fraud:1 90->95" in result.output
+
+    table = run("get").output
+    assert "scoring" in table and "fraud:1=95, fraud:2=5" in table
+    as_yaml = yaml.safe_load(run("get", "scoring", "-o", "yaml").output)
+    assert as_yaml["spec"]["routes"][0] == {"model": "fraud", "version": "1", "weight": 95}
+    as_json = json.loads(run("get", "scoring", "-o", "json").output)
+    assert as_json["metadata"]["name"] == "scoring"
+    listing = json.loads(run("get", "-o", "json").output)
+    assert [i["metadata"]["name"] for i in listing["items"]] == ["scoring"]
+    assert yaml.safe_load(run("get", "-o", "yaml").output)["metadata"]["name"] == "scoring"
+
+    rows = json.loads(run("history", "scoring", "-o", "json").output)
+    assert [(r["revision"], r["message"], r["author"]) for r in rows] == [
+        (1, "first", "ops"), (2, "apply", "ops")]
+    assert "routes fraud:1 90->95" in run("history", "scoring").output
+
+    result = run("rollback", "scoring")
+    assert result.exit_code == 0 and "revision 3 (rollback to revision 1)" in result.output
+    result = run("rollback", "scoring", "--to", "2")
+    assert "revision 4 (rollback to revision 2)" in result.output
+
+    assert run("delete", "scoring").output.strip() == "aioverlay/scoring deleted"
+    assert run("get").output.strip() == "(none)"
+    assert "delete" in run("history", "scoring").output  # history outlives the overlay
+
+
+def test_apply_many_documents_is_all_or_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    second = DOC.replace("name: scoring", "name: other").replace("90}", "80}")
+    result = run("apply", "-f", write(tmp_path, DOC + "---\n" + second))
+    assert result.exit_code == 2
+    assert "document 2" in result.stderr and "spec.routes: weights sum to 90" in result.stderr
+    assert run("get").output.strip() == "(none)"
+    second = second.replace("80}", "90}")
+    result = run("apply", "-f", "-", stdin=DOC + "---\n" + second)
+    assert result.exit_code == 0 and result.output.count("applied") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("get", "nope"), 3, "overlay 'nope' not found"),
+        (("history", "nope"), 3, "'nope' has no history"),
+        (("rollback", "nope"), 3, "'nope' not found"),
+        (("delete", "nope"), 3, "does not exist"),
+        (("models", "versions", "nosuch"), 3, "nosuch"),
+        (("apply", "-f", "/no/such/file.yaml"), 2, "cannot read /no/such/file.yaml"),
+        (("get", "-o", "xml"), 2, "Invalid value for '-o'"),
+        (("rollback", "x", "--to", "abc"), 2, "is not a valid integer"),
+        (("frobnicate",), 2, "No such command"),
+    ],
+)
+def test_errors_go_to_stderr_with_exit_codes(  # type: ignore[no-untyped-def]
+    run, args: tuple[str, ...], code: int, message: str
+) -> None:
+    result = run(*args)
+    assert result.exit_code == code, (result.output, result.stderr)
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_documents_name_the_field_and_store_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("apply", "-f", write(tmp_path, DOC))
+    db = tmp_path / "home" / "overlays.db"
+    before = dump_sqlite(db)
+    cases = {
+        "spec.routes[1]: model 'fraud' has no version 9": DOC.replace('"2"', '"9"'),
+        "spec.mode": DOC.replace("routes:", "mode: turbo\n  routes:"),
+        "not valid YAML": "spec: [unclosed",
+        "holds no document": "",
+        "metadata.name": DOC.replace("scoring", "Scoring!"),
+    }
+    for message, text in cases.items():
+        result = run("apply", "-f", write(tmp_path, text, "bad.yaml"))
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr
+    assert dump_sqlite(db) == before
+
+
+def test_conflicting_rollback_target_and_missing_ok(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("apply", "-f", write(tmp_path, DOC))
+    result = run("rollback", "scoring")
+    assert result.exit_code == 3 and "nothing to roll back to" in result.stderr
+    result = run("rollback", "scoring", "--to", "7")
+    assert result.exit_code == 3 and "no revision 7" in result.stderr
+    assert run("delete", "ghost", "--missing-ok").exit_code == 0
+
+
+def test_models_list_and_versions(run) -> None:  # type: ignore[no-untyped-def]
+    listing = run("models", "list")
+    assert listing.exit_code == 0 and "fraud" in listing.output
+    rows = json.loads(run("models", "versions", "fraud", "-o", "json").output)
+    assert [r["version"] for r in rows][:3] == ["1", "2", "3"]
+    assert all(len(r["sha256"]) == 64 for r in rows)
+    table = run("models", "versions", "fraud").output
+    assert rows[0]["sha256"][:12] in table and rows[0]["sha256"] not in table
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "overlay_sdk.cli", "--home", str(tmp_path), "get", "missing"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 3
+    assert done.stderr.startswith("error: overlay 'missing' not found")
