@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         OverlayError,
         ValidationError,
     )
-    from overlay_sdk.registry import ModelRegistry, ModelVersion
+    from overlay_sdk.registry import ModelRegistry, ModelVersion, VerifyResult
     from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, Route, Shadow
 
 __version__ = "0.1.0"
@@ -51,6 +51,7 @@ _EXPORTS = {
     "Route": "overlay_sdk.spec",
     "Shadow": "overlay_sdk.spec",
     "ValidationError": "overlay_sdk.errors",
+    "VerifyResult": "overlay_sdk.registry",
     "connect": "overlay_sdk.client",
 }
 
@@ -71,6 +72,7 @@ __all__ = [
     "Route",
     "Shadow",
     "ValidationError",
+    "VerifyResult",
     "__version__",
     "connect",
 ]

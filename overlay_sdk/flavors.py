@@ -1,13 +1,14 @@
 """How an in-memory model object becomes MLflow model artifacts in a folder.
 
-:mod:`overlay_sdk.registry` calls :func:`detect_flavor`, :func:`check_reference` and
-:func:`save_model` when registering, then hashes the folder (:mod:`overlay_sdk.hashing`).
+:mod:`overlay_sdk.registry_identity` calls :func:`detect_flavor`, :func:`check_reference`
+and :func:`save_model` when registering, then hashes the folder (:mod:`overlay_sdk.hashing`).
 Flavors: ``sklearn`` (a scikit-learn estimator, saved with ``mlflow.sklearn``) and
 ``pyfunc`` (an ``mlflow.pyfunc.PythonModel`` instance, or a plain callable wrapped in
-:class:`CallableModel`). Saving is made deterministic for identity: explicit pip
-requirements (no requirement inference, which runs a subprocess and depends on the
-environment), no uv project files from the current directory, and one fixed sklearn
-serialization format.
+:class:`CallableModel`). Saving is made deterministic: explicit pip requirements (no
+requirement inference, which runs a subprocess and depends on the environment; the
+environment files are not part of the identity anyway), no uv project files from the
+current directory, and one fixed sklearn serialization format, cloudpickle, which is also
+what a user passes to ``mlflow.sklearn.log_model`` for an imported model to hash the same.
 
 What identity can and cannot see in pickled (pyfunc, sklearn) models: classes and functions
 defined in ``__main__`` or a notebook are pickled by value, code included, and hash the same

@@ -1,19 +1,26 @@
 """Canonical SHA-256 identity of a saved model: the same content gives the same hash.
 
 The registry (:mod:`overlay_sdk.registry`) saves a model with ``mlflow.<flavor>.save_model``
-into a folder and calls :func:`model_identity` on :func:`hash_model_dir` of that folder,
-plus :func:`hash_reference` of the reference data. A later ``verify`` re-hashes the stored
-artifacts with the same functions.
+(or downloads an MLflow model it imports) into a folder, and calls :func:`model_identity`
+on :func:`hash_model_dir` of that folder plus :func:`identity_config` (flavor, features and
+:func:`hash_reference` of the reference data as stored). ``verify``
+(:mod:`overlay_sdk.registry_verify`) re-hashes the stored artifacts with the same functions.
+
+What the identity covers (format :data:`IDENTITY_FORMAT`): every file of the model folder
+except the environment files (:data:`ENVIRONMENT_FILES`) and MLflow's download bookkeeping
+(:data:`IGNORED_FILES`), plus the configuration. The environment files say how to install
+the model, not what it computes, and MLflow writes them differently for the same model
+(requirements inferred by ``log_model`` in a subprocess list whatever happened to be
+imported); the pinned library versions that matter are in ``MLmodel`` anyway
+(``sklearn_version``, the Python version). They are still recorded per file at
+registration, so ``verify`` reports an edited ``requirements.txt``.
 
 MLflow rewrites some bytes on every save, and cloudpickle embeds some per-process values,
 so raw bytes are not hashed where they vary without the model changing:
 
 - ``MLmodel``: parsed as YAML, the keys in :data:`VOLATILE_MLMODEL_KEYS` dropped (creation
-  time, uuids, run and artifact ids, MLflow version, size), then hashed as canonical JSON.
-- ``requirements.txt`` and ``conda.yaml``: requirement lines sorted, and the pin of MLflow
-  itself (the packaging tool, not the model) reduced to its name; ``python_env.yaml`` and
-  ``conda.yaml`` hashed as canonical JSON without the build tools (pip, setuptools, wheel)
-  and with Python's version cut to major.minor.
+  time, uuids, run and artifact ids, MLflow version, size) and each flavor's
+  ``python_version`` cut to major.minor, then hashed as canonical JSON.
 - scikit-learn attributes that hold an ``id()`` (``_stop_words_id``) are dropped from a
   copy before saving (:func:`overlay_sdk.flavors.without_process_local_state`).
 - pickles (``*.pkl``): cloudpickle's class-tracker ids (a random uuid per class pickled by
@@ -36,7 +43,7 @@ import hashlib
 import json
 import pickletools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,20 +53,32 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "ENVIRONMENT_FILES",
     "IDENTITY_FORMAT",
+    "IGNORED_FILES",
     "VOLATILE_MLMODEL_KEYS",
     "canonical_file",
     "canonical_json",
     "canonical_mlmodel",
     "canonical_pickle",
-    "canonical_requirements",
     "hash_model_dir",
     "hash_reference",
+    "identity_config",
+    "identity_files",
     "model_identity",
 ]
 
-IDENTITY_FORMAT = "overlay-sdk/identity/1"
-"""Bumped whenever canonicalisation changes, so old and new hashes never collide silently."""
+IDENTITY_FORMAT = "overlay-sdk/identity/2"
+"""Bumped whenever canonicalisation changes, so old and new hashes never collide silently.
+Format 1 also hashed the environment files and the model's ``source`` description."""
+
+ENVIRONMENT_FILES = frozenset({"conda.yaml", "python_env.yaml", "requirements.txt"})
+"""Top-level files of an MLflow model that say how to install it: hashed per file (so
+``verify`` sees edits) but not part of the identity."""
+
+IGNORED_FILES = frozenset({"registered_model_meta"})
+"""Top-level files MLflow writes into a model folder when it downloads a registered model
+(which name and version it came from): not the model's content, never hashed."""
 
 VOLATILE_MLMODEL_KEYS = frozenset(
     {
@@ -75,10 +94,8 @@ VOLATILE_MLMODEL_KEYS = frozenset(
 )
 """Top-level ``MLmodel`` keys MLflow writes afresh on every save or log."""
 
-_MLFLOW_PIN = re.compile(r"^(mlflow(?:-skinny)?)(\[[^\]]*\])?\s*(?:[=<>!~].*)?$", re.IGNORECASE)
 _TRACKER_ID = re.compile(r"^[0-9a-f]{32}$")
 _CLOUDPICKLE_SKELETONS = frozenset({"_make_skeleton_class", "_make_skeleton_enum", "_make_typevar"})
-_CANONICAL_FILES = frozenset({"MLmodel", "requirements.txt", "conda.yaml", "python_env.yaml"})
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
 _STRING_OPS = frozenset(
     {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE",
@@ -93,64 +110,22 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
+_PYTHON_PATCH = re.compile(r"^(\d+\.\d+)\.\d+\S*$")
+
+
 def canonical_mlmodel(data: bytes) -> bytes:
-    """An ``MLmodel`` file without the keys MLflow rewrites on every save."""
+    """An ``MLmodel`` file without the keys MLflow rewrites on every save, and with each
+    flavor's ``python_version`` cut to major.minor (a patch release computes the same)."""
     doc = yaml.safe_load(data.decode("utf-8")) or {}
     if isinstance(doc, dict):
         doc = {k: v for k, v in doc.items() if k not in VOLATILE_MLMODEL_KEYS}
-    return canonical_json(doc)
-
-
-def _canonical_requirement_lines(lines: Iterable[str]) -> list[str]:
-    out = []
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _MLFLOW_PIN.match(line)
-        out.append("mlflow" if m else line)
-    return sorted(set(out))
-
-
-def canonical_requirements(data: bytes) -> bytes:
-    """A pip requirements file: sorted lines, MLflow's own pin reduced to ``mlflow``."""
-    return "\n".join(_canonical_requirement_lines(data.decode("utf-8").splitlines())).encode()
-
-
-_PYTHON_PATCH = re.compile(r"^(python\s*[=<>~!]*\s*)?(\d+\.\d+)\.\d+\S*$")
-_BUILD_TOOL = re.compile(r"^(pip|setuptools|wheel)\b", re.IGNORECASE)
-
-
-def _minor_python(value: str) -> str:
-    """``3.11.7`` -> ``3.11``, ``python=3.11.7`` -> ``python=3.11``; else unchanged."""
-    m = _PYTHON_PATCH.match(value.strip())
-    return f"{m[1] or ''}{m[2]}" if m else value
-
-
-def _canonical_env_yaml(data: bytes) -> bytes:
-    """``conda.yaml`` / ``python_env.yaml`` as canonical JSON, pip lists canonicalised.
-
-    The environment's build tools (pip, setuptools, wheel: ``build_dependencies`` and the
-    pip pin of conda) and Python's patch release say how the model was packaged, not what
-    it computes, so they are left out: upgrading pip must not make a new version.
-    """
-    doc = yaml.safe_load(data.decode("utf-8"))
-    if not isinstance(doc, dict):
-        return canonical_json(doc)
-    doc = {k: v for k, v in doc.items() if k != "build_dependencies"}
-    if isinstance(doc.get("python"), str | float):
-        doc["python"] = _minor_python(str(doc["python"]))
-    if isinstance(doc.get("dependencies"), list):
-        deps: list[Any] = []
-        for dep in doc["dependencies"]:
-            if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
-                dep = {**dep, "pip": _canonical_requirement_lines(map(str, dep["pip"]))}
-            elif isinstance(dep, str):
-                if _BUILD_TOOL.match(dep.strip()):
-                    continue
-                dep = _minor_python(dep)
-            deps.append(dep)
-        doc["dependencies"] = deps
+        if isinstance(doc.get("flavors"), dict):
+            doc["flavors"] = {
+                name: ({**conf, "python_version": _PYTHON_PATCH.sub(r"\1", conf["python_version"])}
+                       if isinstance(conf, dict) and isinstance(conf.get("python_version"), str)
+                       else conf)
+                for name, conf in doc["flavors"].items()
+            }
     return canonical_json(doc)
 
 
@@ -256,28 +231,25 @@ def canonical_pickle(data: bytes) -> bytes:
 def canonical_file(relpath: str, data: bytes) -> bytes:
     """The bytes that stand for one saved file in the identity hash (see module docs).
 
-    ``MLmodel`` and the environment files are recognised at the top level only, as MLflow
-    writes them; pickles anywhere.
+    ``MLmodel`` is recognised at the top level only, as MLflow writes it; pickles anywhere.
     """
     if relpath == "MLmodel":
         return canonical_mlmodel(data)
-    if relpath == "requirements.txt":
-        return canonical_requirements(data)
-    if relpath in ("conda.yaml", "python_env.yaml"):
-        return _canonical_env_yaml(data)
     if relpath.endswith(_PICKLE_SUFFIXES):
         return canonical_pickle(data)
     return data
 
 
 def _needs_canonical_form(relpath: str) -> bool:
-    return relpath in _CANONICAL_FILES or relpath.endswith(_PICKLE_SUFFIXES)
+    return relpath == "MLmodel" or relpath.endswith(_PICKLE_SUFFIXES)
 
 
 def hash_model_dir(path: str | Path) -> dict[str, str]:
     """SHA-256 (hex) of the canonical form of every file below ``path``, by relative path.
 
-    Files without a canonical form (weights, examples...) are streamed, not read whole.
+    Every file but :data:`IGNORED_FILES`, environment files included (see
+    :func:`identity_files`). Files without a canonical form (weights, examples...) are
+    streamed, not read whole.
     """
     root = Path(path)
     if not root.is_dir():
@@ -285,6 +257,8 @@ def hash_model_dir(path: str | Path) -> dict[str, str]:
     digests: dict[str, str] = {}
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = file.relative_to(root).as_posix()
+        if rel in IGNORED_FILES:
+            continue
         if _needs_canonical_form(rel):
             digests[rel] = hashlib.sha256(canonical_file(rel, file.read_bytes())).hexdigest()
         else:
@@ -322,15 +296,32 @@ def hash_reference(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def identity_config(
+    *, flavor: str, features: Sequence[str], reference: str | None
+) -> dict[str, Any]:
+    """The canonical configuration that is part of the identity: the flavor, the input
+    feature names and the :func:`hash_reference` of the reference data (None without).
+
+    Labels, descriptions and where the model came from are not part of it."""
+    return {"features": [str(f) for f in features], "flavor": flavor, "reference": reference}
+
+
+def identity_files(files: Mapping[str, str]) -> dict[str, str]:
+    """The digests of :func:`hash_model_dir` that the identity covers: all but the
+    top-level :data:`ENVIRONMENT_FILES`."""
+    return {path: digest for path, digest in files.items() if path not in ENVIRONMENT_FILES}
+
+
 def model_identity(files: Mapping[str, str], config: Mapping[str, Any]) -> str:
     """The identity SHA-256 (hex) of saved files (from :func:`hash_model_dir`) plus config.
 
-    ``config`` is the canonical configuration (flavor, features, reference hash...);
-    labels and descriptions are not part of identity and must not be passed.
+    ``config`` is the canonical configuration (:func:`identity_config`); environment
+    files in ``files`` are left out (:func:`identity_files`).
     """
     doc = {
         "config": dict(config),
-        "files": sorted([str(path), str(digest)] for path, digest in files.items()),
+        "files": sorted([str(path), str(digest)]
+                        for path, digest in identity_files(files).items()),
         "format": IDENTITY_FORMAT,
     }
     return hashlib.sha256(canonical_json(doc)).hexdigest()

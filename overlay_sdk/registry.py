@@ -1,4 +1,4 @@
-"""The model registry: register, list, resolve and load immutable model versions.
+"""The model registry: register, list, resolve, load and verify immutable model versions.
 
 ``cp.models`` (the client) is a :class:`ModelRegistry`; the control plane calls
 :meth:`ModelRegistry.resolve` to turn ``name:version`` / ``name@alias`` in a route into a
@@ -7,11 +7,14 @@ concrete :class:`ModelVersion`, and the gateway calls :meth:`ModelRegistry.load`
 A version's identity is the SHA-256 of its saved artifacts plus canonical configuration
 (:mod:`overlay_sdk.hashing`), kept in the model version tag ``overlay.sha256``; registering
 identical content returns the existing version. :meth:`ModelRegistry.register` saves the
-model into a temporary folder (:mod:`overlay_sdk.flavors`), hashes it, then, holding a file
-lock, looks the hash up and, if it is new, logs exactly those files into a
-run of the ``overlay-sdk`` experiment and creates the version
-(:mod:`overlay_sdk.registry_backend`, all or nothing). MLflow and pandas are imported on
-first use, so importing this module is cheap.
+model into a temporary folder (:mod:`overlay_sdk.flavors`), or downloads the MLflow model a
+URI names (:mod:`overlay_sdk.registry_import`), hashes it with its reference data as stored
+(:mod:`overlay_sdk.registry_identity`), then, holding a file lock, looks the hash up and, if it
+is new, logs exactly those files and a file manifest into a run of the ``overlay-sdk``
+experiment and creates the version (:mod:`overlay_sdk.registry_backend`, all or nothing).
+:meth:`ModelRegistry.verify` recomputes the identity from what is stored
+(:mod:`overlay_sdk.registry_verify`). MLflow and pandas
+are imported on first use, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 import time
@@ -29,43 +33,52 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from overlay_sdk import hashing
 from overlay_sdk.errors import BackendError, ValidationError
 from overlay_sdk.registry_backend import MlflowBackend, safe_uri, sqlite_path
+from overlay_sdk.registry_identity import (
+    TAG_FEATURES,
+    TAG_FLAVOR,
+    TAG_LABEL,
+    TAG_REFERENCE,
+    TAG_SHA,
+    TAG_SOURCE,
+    prepare,
+)
+from overlay_sdk.registry_verify import VerifyResult, verify_version
 from overlay_sdk.spec import MODEL_NAME, VERSION, ModelRef
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from overlay_sdk import flavors
-
 __all__ = [
     "LIST_COLUMNS",
+    "UI_ENV",
     "VERSION_COLUMNS",
     "ModelRegistry",
     "ModelVersion",
+    "VerifyResult",
     "content_sha256",
+    "ui_link",
     "versions_frame",
 ]
 
 VERSION_COLUMNS = ("version", "label", "sha256", "created_at", "source", "flavor", "aliases",
-                   "features")
+                   "features", "ui")
 LIST_COLUMNS = ("name", "latest_version", "versions", "aliases", "updated_at")
-TAG_SHA, TAG_LABEL, TAG_FLAVOR, TAG_SOURCE, TAG_FEATURES, TAG_REFERENCE = (
-    "overlay.sha256", "overlay.label", "overlay.flavor", "overlay.source", "overlay.features",
-    "overlay.reference",
-)
-REFERENCE_PATH = "reference/reference.parquet"
+UI_ENV = "OVERLAY_MLFLOW_UI"
+"""Environment variable with the MLflow UI address, used when ``ui_url`` is not given."""
 LOCK_TIMEOUT_S = 300.0
-_MAX_NAME, _MAX_LABEL, _MAX_DESCRIPTION, _MAX_TAG = 128, 250, 5000, 100_000
+_MAX_NAME, _MAX_LABEL, _MAX_DESCRIPTION = 128, 250, 5000
 _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelVersion:
     """One immutable registered model version. ``source`` says what it was made from
-    (``sklearn:LogisticRegression``); ``uri`` names it for MLflow (``models:/fraud/3``)."""
+    (``sklearn:LogisticRegression``, or the URI it was imported from, ``runs:/<run_id>/model``);
+    ``uri`` names it for MLflow (``models:/fraud/3``)."""
 
     name: str
     version: str
@@ -142,6 +155,12 @@ class ModelRegistry:
     folder). ``artifact_root`` (a folder or a URI) is where the ``overlay-sdk`` experiment
     stores artifacts when this registry creates it (default: ``mlartifacts/`` next to a
     SQLite database, else the tracking server's default).
+
+    ``ui_url`` is the address of an MLflow UI showing this registry (such as
+    ``http://127.0.0.1:5000`` from ``mlflow ui --backend-store-uri <tracking_uri>``); it
+    gives :meth:`versions` its ``ui`` links. Default: ``$OVERLAY_MLFLOW_UI``, else the
+    tracking URI itself when it is an ``http(s)://`` tracking server (which serves the UI),
+    else none. ``ui_url=""`` turns the links off.
     """
 
     def __init__(
@@ -151,6 +170,7 @@ class ModelRegistry:
         registry_uri: str | None = None,
         lock_dir: str | Path | None = None,
         artifact_root: str | Path | None = None,
+        ui_url: str | None = None,
     ) -> None:
         db = sqlite_path(tracking_uri)
         if artifact_root is None and db is not None:
@@ -168,6 +188,7 @@ class ModelRegistry:
         self.registry_uri = registry_uri or tracking_uri
         self.lock_dir = Path(lock_dir)
         self.artifact_location = artifact_location
+        self.ui_url = _ui_base(ui_url, tracking_uri)
         self._mlflow = MlflowBackend(tracking_uri, self.registry_uri, artifact_location)
 
     @classmethod
@@ -193,33 +214,30 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Register ``model`` as a new version of ``name``, or return the identical one.
 
+        ``model`` is a model object, or an MLflow model URI to import from this registry's
+        tracking server: ``runs:/<run_id>/<artifact_path>``, ``models:/<name>/<version>``,
+        ``models:/<name>@<alias>`` or ``models:/<model_id>`` (what ``log_model`` returns as
+        ``model_info.model_uri``). An imported model keeps its files, flavor and signature;
+        its ``source`` is the URI (an alias resolved to its version). It hashes like the same
+        model registered directly when MLflow wrote the same files, e.g. a scikit-learn model
+        logged with ``serialization_format="cloudpickle"`` and the same signature.
+
         ``flavor`` is "sklearn" or "pyfunc" (detected when None); ``label`` is free text
         such as "v1.0.4-alpha"; ``reference`` (the training data) is stored with the version
         for drift analysis and names the features; ``signature`` is an MLflow
-        ``ModelSignature``, inferred from ``input_example`` or ``reference`` when None.
-        Label and description are not part of the identity: identical content registered
-        with another label returns the existing version, which keeps its label.
+        ``ModelSignature``, inferred from ``input_example`` or ``reference`` when None (model
+        objects only). Label and description are not part of the identity: identical
+        content registered with another label returns the existing version, which keeps its
+        label.
         """
         _check_name(name)
         _check_text(label, "label", _MAX_LABEL)
         _check_text(description, "description", _MAX_DESCRIPTION)
         with tempfile.TemporaryDirectory(prefix="overlay-register-") as tmp:
-            saved, sha, ref = _save_and_hash(Path(tmp), model, flavor, reference, signature,
-                                             input_example)
-            tags = {TAG_SHA: sha, TAG_FLAVOR: saved.flavor, TAG_SOURCE: saved.source,
-                    TAG_FEATURES: json.dumps(list(saved.features))}
+            sha, artifacts, tags = prepare(Path(tmp), model, flavor, reference, signature,
+                                            input_example, self._mlflow)
             if label is not None:
                 tags[TAG_LABEL] = label
-            artifacts = {"model": saved.path}
-            if ref is not None:
-                tags[TAG_REFERENCE] = REFERENCE_PATH
-                artifacts["reference"] = Path(tmp) / "reference.parquet"
-                try:
-                    ref.to_parquet(artifacts["reference"])
-                except (TypeError, ValueError, ImportError) as err:  # pyarrow's errors
-                    raise ValidationError.at("reference", f"cannot be stored as parquet "
-                                             f"({type(err).__name__}: {err}); give each "
-                                             "column one type") from err
             with _file_lock(self.lock_dir / "registry.lock", LOCK_TIMEOUT_S):
                 existing = self._find(name, sha)
                 if existing is None:
@@ -268,6 +286,18 @@ class ModelRegistry:
         mv = self.get(name, version)
         return self._mlflow.load_pyfunc(mv.name, mv.version)
 
+    def verify(self, name: str, version: str | int, *, strict: bool = False) -> VerifyResult:
+        """Recompute the identity of a version from its stored artifacts and compare it with
+        the SHA-256 recorded at registration.
+
+        Returns a :class:`VerifyResult` naming the files that differ (``result.ok``), or with
+        ``strict=True`` raises BackendError with that report when it does not match.
+        NotFoundError when the version does not exist; BackendError when it cannot be
+        checked (registered without overlay-sdk, or the artifact store is unreachable).
+        """
+        result = verify_version(self._mlflow, _check_name(name), _check_version(version))
+        return result.raise_for_mismatch() if strict else result
+
     def reference(self, name: str, version: str | int) -> pd.DataFrame | None:
         """The reference data registered with the version, or None if it has none."""
         mv = self._mlflow.model_version(_check_name(name), _check_version(version))
@@ -275,10 +305,12 @@ class ModelRegistry:
         return None if path is None else self._mlflow.read_parquet(mv.run_id, path)
 
     def versions(self, name: str) -> pd.DataFrame:
-        """One row per version of ``name`` (:data:`VERSION_COLUMNS`), oldest first."""
+        """One row per version of ``name`` (:data:`VERSION_COLUMNS`), oldest first; ``ui``
+        links to the version in the MLflow UI, or is None without a UI address
+        (see :class:`ModelRegistry`)."""
         aliases = dict(self._mlflow.registered_model(_check_name(name)).aliases)
         return versions_frame([_to_version(mv, aliases)
-                               for mv in self._mlflow.search_versions(name)])
+                               for mv in self._mlflow.search_versions(name)], ui_url=self.ui_url)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str) or not re.match(MODEL_NAME, name):
@@ -304,26 +336,6 @@ class ModelRegistry:
         return frame
 
 
-def _save_and_hash(
-    tmp: Path, model: Any, flavor: str | None, reference: Any, signature: Any,
-    input_example: Any,
-) -> tuple[flavors.SavedModel, str, pd.DataFrame | None]:
-    """Check the input, save the model into ``tmp/model`` and compute its identity."""
-    from overlay_sdk import flavors
-
-    flavor = flavors.detect_flavor(model, flavor)
-    ref = flavors.check_reference(reference)
-    saved = flavors.save_model(model, flavor, tmp / "model", reference=ref,
-                               signature=signature, input_example=input_example)
-    if len(json.dumps(list(saved.features))) > _MAX_TAG:
-        raise ValidationError.at("reference", f"{len(saved.features)} features are too many "
-                                 "to record; pass fewer columns")
-    config = {"features": list(saved.features), "flavor": saved.flavor,
-              "reference": hashing.hash_reference(ref) if ref is not None else None,
-              "source": saved.source}
-    return saved, hashing.model_identity(hashing.hash_model_dir(saved.path), config), ref
-
-
 def content_sha256(
     model: Any,
     *,
@@ -334,7 +346,39 @@ def content_sha256(
 ) -> str:
     """The identity :meth:`ModelRegistry.register` would give ``model``, without a registry."""
     with tempfile.TemporaryDirectory(prefix="overlay-hash-") as tmp:
-        return _save_and_hash(Path(tmp), model, flavor, reference, signature, input_example)[1]
+        return prepare(Path(tmp), model, flavor, reference, signature, input_example, None)[0]
+
+
+def _ui_base(ui_url: str | None, tracking_uri: str) -> str | None:
+    """The MLflow UI address to link to (see :class:`ModelRegistry`), without credentials,
+    trailing slash or fragment; ValidationError naming ``ui_url`` or the variable when
+    malformed."""
+    field = "ui_url"
+    if ui_url is None:
+        ui_url, field = os.environ.get(UI_ENV), UI_ENV
+    if ui_url is None:
+        parts = urlsplit(tracking_uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        ui_url = tracking_uri
+    if not isinstance(ui_url, str):
+        raise ValidationError.at(field, f"give the MLflow UI address as a string such as "
+                                 f"'http://127.0.0.1:5000', got a {type(ui_url).__name__}")
+    if not ui_url.strip():
+        return None
+    parts = urlsplit(ui_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ValidationError.at(field, f"{ui_url!r} is not an MLflow UI address; give the "
+                                 "http(s) address it is served at, e.g. http://127.0.0.1:5000"
+                                 " (or an empty string for no links)")
+    netloc = parts.netloc.rpartition("@")[2]  # links are shown: never a user or password
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def ui_link(ui_url: str, name: str, version: str) -> str:
+    """The MLflow UI page of a model version: ``{ui_url}/#/models/{name}/versions/{version}``
+    (the route of MLflow's UI, which URL-encodes the name)."""
+    return f"{ui_url.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{quote(version)}"
 
 
 def _utc(ms: int | None) -> datetime:
@@ -364,12 +408,15 @@ def _to_version(mv: Any, aliases: Mapping[str, Any] | None = None) -> ModelVersi
     )
 
 
-def versions_frame(versions: Sequence[ModelVersion]) -> pd.DataFrame:
+def versions_frame(versions: Sequence[ModelVersion], *, ui_url: str | None = None
+                   ) -> pd.DataFrame:
     """:data:`VERSION_COLUMNS` of ``versions`` as a DataFrame, by version number;
-    ``created_at`` is tz-aware UTC."""
+    ``created_at`` is tz-aware UTC; ``ui`` is the :func:`ui_link` with ``ui_url``, or None
+    without one (the column is always there)."""
     import pandas as pd
 
-    rows = [{c: getattr(v, c) for c in VERSION_COLUMNS}
+    rows = [{**{c: getattr(v, c) for c in VERSION_COLUMNS if c != "ui"},
+             "ui": ui_link(ui_url, v.name, v.version) if ui_url else None}
             for v in sorted(versions, key=lambda v: int(v.version))]
     frame = pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)

@@ -199,6 +199,63 @@ class MlflowBackend:
                 artifact_uri=source, tracking_uri=self.tracking_uri)
             return mlflow.pyfunc.load_model(local)
 
+    def run(self, run_id: str) -> Any:
+        """The MLflow Run ``run_id``; NotFoundError when there is none."""
+        with self.failures(f"reading run {run_id!r}"):
+            try:
+                return self.client.get_run(run_id)
+            except Exception as err:
+                if _code(err) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise
+        raise NotFoundError(
+            f"no run with id {run_id!r} in {safe_uri(self.tracking_uri)}; copy the run id from "
+            "the MLflow UI or from mlflow.search_runs(), and check that the model was logged to "
+            "this tracking server"
+        )
+
+    def logged_models_of_run(self, run: Any) -> list[Any]:
+        """The MLflow 3 LoggedModels that ``run`` logged (``log_model(name=...)``), by name."""
+        run_id = str(run.info.run_id)
+        with self.failures(f"listing the models of run {run_id}"):
+            found = self._pages(self.client.search_logged_models,
+                                experiment_ids=[str(run.info.experiment_id)],
+                                filter_string=f"source_run_id = '{run_id}'")
+        return sorted((m for m in found if m.source_run_id == run_id), key=lambda m: m.name)
+
+    def logged_model(self, model_id: str) -> Any:
+        """The MLflow 3 LoggedModel ``model_id`` (``m-...``); NotFoundError when there is none."""
+        with self.failures(f"reading logged model {model_id!r}"):
+            try:
+                return self.client.get_logged_model(model_id)
+            except Exception as err:
+                if _code(err) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise
+        raise NotFoundError(
+            f"no logged model with id {model_id!r} in {safe_uri(self.tracking_uri)}; use the "
+            "model_uri that log_model returned (model_info.model_uri)"
+        )
+
+    def version_download_uri(self, name: str, version: str) -> str:
+        """Where the artifacts of ``name`` version ``version`` are stored."""
+        with self.failures(f"locating the artifacts of {name}:{version}"):
+            return str(self.client.get_model_version_download_uri(name, version))
+
+    def download(self, artifact_uri: str, dst: Path) -> Path | None:
+        """Copy the file or folder at ``artifact_uri`` into the folder ``dst``; the local
+        path, or None when nothing is stored there."""
+        with self.failures(f"downloading {artifact_uri}"), _quiet(*_DB_LOGGERS):
+            import mlflow.artifacts
+
+            try:
+                return Path(mlflow.artifacts.download_artifacts(
+                    artifact_uri=artifact_uri, dst_path=str(dst),
+                    tracking_uri=self.tracking_uri, registry_uri=self.registry_uri))
+            except Exception as err:
+                if _code(err) != "RESOURCE_DOES_NOT_EXIST" and not isinstance(
+                        err, FileNotFoundError):
+                    raise
+                return None
+
     def read_parquet(self, run_id: str, path: str) -> pd.DataFrame:
         """A parquet artifact of a run, as a DataFrame."""
         with self.failures(f"reading {path} of run {run_id}"), \

@@ -15,9 +15,9 @@ from overlay_sdk import hashing
 from overlay_sdk.hashing import (
     canonical_mlmodel,
     canonical_pickle,
-    canonical_requirements,
     hash_model_dir,
     hash_reference,
+    identity_config,
     model_identity,
 )
 
@@ -126,19 +126,51 @@ def test_meaningful_mlmodel_changes_change_the_canonical_form(old: str, new: str
     assert canonical_mlmodel(changed.encode()) != canonical_mlmodel(MLMODEL.encode())
 
 
-def test_requirements_ignore_order_and_the_mlflow_pin_only() -> None:
-    base = canonical_requirements(REQUIREMENTS.encode())
-    shuffled = "scikit-learn==1.9.1\n\n# comment\nmlflow-skinny==3.20.0\ncloudpickle==3.1.3\n"
-    assert canonical_requirements(shuffled.encode()) == base
-    bumped = REQUIREMENTS.replace("scikit-learn==1.9.1", "scikit-learn==1.9.2")
-    assert canonical_requirements(bumped.encode()) != base
+def test_python_patch_release_in_mlmodel_is_not_identity() -> None:
+    patch = MLMODEL.replace("python_version: 3.11.7", "python_version: 3.11.9")
+    minor = MLMODEL.replace("python_version: 3.11.7", "python_version: 3.12.1")
+    assert canonical_mlmodel(patch.encode()) == canonical_mlmodel(MLMODEL.encode())
+    assert canonical_mlmodel(minor.encode()) != canonical_mlmodel(MLMODEL.encode())
 
 
-def test_conda_env_ignores_the_mlflow_pin(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("requirements", "conda"),
+    [
+        # MLflow's log_model infers requirements in a subprocess: it lists whatever was
+        # imported there, so the same model gets different environment files.
+        (REQUIREMENTS + "\npandas==3.1.1\npsutil==7.2.2\nrich==15.0.0", CONDA),
+        (REQUIREMENTS.replace("scikit-learn==1.9.1", "scikit-learn"), CONDA),
+        (REQUIREMENTS, CONDA.replace("python=3.11.7", "python=3.12.1").replace("pip<=23.2.1",
+                                                                            "pip<=26.0")),
+    ],
+)
+def test_environment_files_are_hashed_but_not_identity(
+    tmp_path: Path, requirements: str, conda: str,
+) -> None:
     a = write_model(tmp_path / "a")
-    b = write_model(tmp_path / "b", conda=CONDA.replace("mlflow==3.17.2", "mlflow==3.18.0"))
-    c = write_model(tmp_path / "c", conda=CONDA.replace("python=3.11.7", "python=3.12.1"))
-    assert identity(a) == identity(b) != identity(c)
+    b = write_model(tmp_path / "b", requirements=requirements, conda=conda)
+    assert identity(a) == identity(b)
+    files_a, files_b = hash_model_dir(a), hash_model_dir(b)
+    assert set(files_a) == set(files_b) >= hashing.ENVIRONMENT_FILES, "recorded for verify"
+    changed = {p for p in files_a if files_a[p] != files_b[p]}
+    assert changed and changed <= hashing.ENVIRONMENT_FILES
+    assert hashing.identity_files(files_a) == hashing.identity_files(files_b)
+
+
+def test_environment_files_are_hashed_as_raw_bytes(tmp_path: Path) -> None:
+    a = write_model(tmp_path / "a")
+    digest = hashlib.sha256(REQUIREMENTS.encode()).hexdigest()
+    assert hash_model_dir(a)["requirements.txt"] == digest
+
+
+def test_mlflow_download_bookkeeping_is_not_hashed(tmp_path: Path) -> None:
+    a = write_model(tmp_path / "a")
+    before = hash_model_dir(a)
+    (a / "registered_model_meta").write_text("model_name: fraud\nmodel_version: '3'\n")
+    assert hash_model_dir(a) == before
+    (a / "data").mkdir()
+    (a / "data" / "registered_model_meta").write_text("nested: kept")
+    assert "data/registered_model_meta" in hash_model_dir(a)
 
 
 # -- folders --------------------------------------------------------------------------------
@@ -148,7 +180,9 @@ def test_same_content_in_two_folders_has_the_same_identity(tmp_path: Path) -> No
     a = write_model(tmp_path / "a")
     b = write_model(tmp_path / "b", mlmodel=MLMODEL.replace("b14d7496", "00000000"),
                     requirements=REQUIREMENTS.replace("3.17.2", "3.17.3"))
-    assert hash_model_dir(a) == hash_model_dir(b)
+    files_a, files_b = hash_model_dir(a), hash_model_dir(b)
+    assert files_a["MLmodel"] == files_b["MLmodel"]
+    assert hashing.identity_files(files_a) == hashing.identity_files(files_b)
     assert identity(a) == identity(b)
     assert pd.Series([identity(a)]).str.fullmatch("[0-9a-f]{64}").all()
 
@@ -200,6 +234,14 @@ def test_configuration_is_part_of_the_identity(tmp_path: Path) -> None:
     assert base == model_identity(files, {"features": ["a"], "flavor": "sklearn"})
     assert base != model_identity(files, {"flavor": "pyfunc", "features": ["a"]})
     assert base != model_identity(files, {"flavor": "sklearn", "features": ["b"]})
+
+
+def test_identity_config_is_flavor_features_and_reference_only(tmp_path: Path) -> None:
+    config = identity_config(flavor="sklearn", features=("a", "b"), reference=None)
+    assert config == {"features": ["a", "b"], "flavor": "sklearn", "reference": None}
+    files = hash_model_dir(write_model(tmp_path / "a"))
+    with_ref = identity_config(flavor="sklearn", features=["a", "b"], reference="0" * 64)
+    assert model_identity(files, config) != model_identity(files, with_ref)
 
 
 def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:
@@ -311,27 +353,6 @@ def test_unhashable_cells_are_hashed_by_value() -> None:
     a = pd.DataFrame({"tokens": [["a", "b"], ["c"]]})
     b = pd.DataFrame({"tokens": [["a", "b"], ["d"]]})
     assert hash_reference(a) == hash_reference(a.copy()) != hash_reference(b)
-
-
-def test_build_tools_and_python_patch_release_are_not_identity() -> None:
-    from overlay_sdk.hashing import canonical_file
-
-    env = "python: 3.11.7\nbuild_dependencies:\n- pip==23.2.1\n- setuptools==65.5.0\n" \
-          "dependencies:\n- -r requirements.txt\n"
-    upgraded = env.replace("3.11.7", "3.11.9").replace("pip==23.2.1", "pip==26.0")
-    assert canonical_file("python_env.yaml", env.encode()) == canonical_file(
-        "python_env.yaml", upgraded.encode())
-    other_minor = env.replace("3.11.7", "3.12.1")
-    assert canonical_file("python_env.yaml", env.encode()) != canonical_file(
-        "python_env.yaml", other_minor.encode())
-    conda = "dependencies:\n- python=3.11.7\n- pip<=23.2.1\n- pip:\n  - scikit-learn==1.9.1\n"
-    same = conda.replace("3.11.7", "3.11.2").replace("pip<=23.2.1", "pip<=26.0")
-    other = conda.replace("scikit-learn==1.9.1", "scikit-learn==1.8.0")
-    def canon(text: str) -> bytes:
-        return canonical_file("conda.yaml", text.encode())
-
-    assert canon(conda) == canon(same)
-    assert canon(conda) != canon(other)
 
 
 def test_process_local_sklearn_attributes_are_dropped_from_a_copy() -> None:

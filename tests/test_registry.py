@@ -259,6 +259,19 @@ def test_versions_is_a_frame_oldest_first_with_utc_times(
     assert frame["flavor"].tolist() == ["sklearn", "sklearn"]
 
 
+def test_versions_link_each_version_to_the_mlflow_ui_when_one_is_configured(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OVERLAY_MLFLOW_UI", raising=False)
+    registry.register("linked", Scaler(13.0))
+    registry.register("linked", Scaler(14.0))
+    with_ui = ModelRegistry(registry.tracking_uri, ui_url="http://127.0.0.1:5000/")
+    assert with_ui.versions("linked")["ui"].tolist() == [
+        f"http://127.0.0.1:5000/#/models/linked/versions/{v}" for v in (1, 2)]
+    no_ui = ModelRegistry(registry.tracking_uri)
+    assert no_ui.versions("linked")["ui"].isna().all(), "no address: the column is empty"
+
+
 def test_versions_frame_sorts_by_version_number() -> None:
     made = datetime(2024, 1, 1, tzinfo=UTC)
     rows = [ModelVersion("m", v, "0" * 64, None, made, "pyfunc:f") for v in ("10", "9", "1")]
