@@ -141,16 +141,14 @@ def init(ctx: click.Context) -> None:
 
 
 def _documents(path: str) -> list[Any]:
-    import yaml
+    from overlay_sdk.spec import load_yaml
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as err:
-        raise ValidationError.at("-f", f"cannot read {path}: {err.strerror}") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        raise ValidationError.at("-f", f"{path} is not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ValidationError.at("-f", f"cannot read {path}: {reason}") from None
+    docs: list[Any] = load_yaml(text, many=True, where=f"-f {path}")
     if not docs:
         raise ValidationError.at("-f", f"{path} holds no document; give an AIOverlay in YAML")
     return docs

@@ -54,6 +54,8 @@ def connect(
         raise ValidationError.at(
             "home", f"give the overlay home as a folder path, got {type(home).__name__}"
         )
+    if isinstance(home, str) and not home.strip():
+        raise ValidationError.at("home", "give a folder path, or None for the default")
     if isinstance(home, str) and "://" in home:
         scheme = home.split("://", 1)[0]
         raise ValidationError.at(
@@ -65,7 +67,7 @@ def connect(
             raise ValidationError.at(field, f"give a non-empty string, got {value!r}")
     try:
         folder = resolve_home(home)
-    except (FileExistsError, NotADirectoryError, PermissionError) as err:
+    except OSError as err:
         raise ValidationError.at(
             "home", f"cannot use {home or err.filename!s} as the overlay home ({err.strerror}); "
             "give a folder you can write to"
@@ -141,6 +143,12 @@ class ControlPlane:
             raise ValidationError(problems)
         return parse_overlay(doc)  # re-check: two aliases may resolve to one version
 
+    def _current(self, name: str) -> Revision | None:
+        try:
+            return self.store.get(name)
+        except NotFoundError:
+            return None
+
     def _write(
         self,
         doc: Mapping[str, Any] | AIOverlay,
@@ -157,6 +165,13 @@ class ControlPlane:
         doc = {k: v for k, v in doc.items() if k != "status"} if isinstance(doc, Mapping) else doc
         overlay = parse_overlay(doc)
         overlay = self._resolve(overlay, refresh_aliases=refresh_aliases)
+        if expected_revision != 0:
+            current = self._current(overlay.name)
+            same_base = expected_revision is None or (
+                current is not None and current.revision == expected_revision
+            )
+            if current is not None and same_base and current.overlay == overlay:
+                return current  # nothing changes: no new revision (like kubectl apply)
         return self.store.apply(
             overlay, expected_revision=expected_revision, author=self.author, message=message
         )
@@ -166,7 +181,7 @@ def _routes_doc(routes: RouteInput) -> list[dict[str, Any]]:
     if isinstance(routes, Mapping):
         out = []
         for key, weight in routes.items():
-            ref = ModelRef.parse(key, field=f"routes[{key!r}]")
+            ref = ModelRef.parse(key, field=f"spec.routes[{key!r}]")
             out.append(traffic.route_entry(ref, weight=traffic.as_int(weight)))
         return out
     if isinstance(routes, str) or not isinstance(routes, Sequence):
@@ -174,7 +189,11 @@ def _routes_doc(routes: RouteInput) -> list[dict[str, Any]]:
             "spec.routes", "give {'model:version': weight, ...} or a list of route dicts, "
             f"got {routes!r}"
         )
-    return [dict(r) if isinstance(r, Mapping) else r for r in routes]
+    return [
+        {**r, "weight": traffic.as_int(r["weight"])} if isinstance(r, Mapping) and "weight" in r
+        else (dict(r) if isinstance(r, Mapping) else r)
+        for r in routes
+    ]
 
 
 def _shadow_doc(shadow: ShadowInput, percent: float = 100) -> dict[str, Any] | None:
@@ -423,6 +442,7 @@ class Overlay:
         ``to`` is a revision number; by default the latest earlier revision whose spec
         differs from the current one. Versions are restored exactly as they were.
         """
+        to = traffic.as_int(to)
         if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
             raise ValidationError.at("to", f"give a revision number such as 3, got {to!r}")
         history = [r for r in self._cp.store.history(self.name) if r.overlay is not None]

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from overlay_sdk.errors import FieldError, ValidationError
-from overlay_sdk.validation import rule, validate
+from overlay_sdk.validation import convert, rule, validate
 
 __all__ = [
     "API_GROUP",
@@ -49,6 +49,7 @@ __all__ = [
     "Status",
     "Sticky",
     "dump_overlay",
+    "load_yaml",
     "parse_overlay",
     "parse_spec",
 ]
@@ -65,6 +66,10 @@ MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 VERSION = r"^[1-9][0-9]{0,8}$"
 ALIAS = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 HTTP_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 _REF = re.compile(r"^(?P<model>[^:@\s]+)(?::(?P<version>[^:@\s]+)|@(?P<alias>[^:@\s]+))$")
@@ -82,6 +87,22 @@ class _Model(BaseModel):
         validate_default=False,
         serialize_by_alias=True,
     )
+
+    # ``AIOverlay.model_validate(...)`` raises overlay-sdk's ValidationError, like
+    # parse_overlay. (``__init__`` is left alone: pydantic calls an overridden __init__ for
+    # every nested model, which would turn nested errors into one opaque value error.
+    # Build specs from dicts with parse_overlay/parse_spec or model_validate.)
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except pydantic.ValidationError as err:
+            raise convert(err, cls, _root_of(cls), _PATTERN_HINTS) from None
+
+
+def _root_of(model: type[BaseModel]) -> str:
+    """Error paths of a model validated on its own start where it sits in a document."""
+    return "spec" if model.__name__ == "AIOverlaySpec" else ""
 
 
 def _version_to_str(value: Any) -> Any:
@@ -436,11 +457,34 @@ class Metadata(_Model):
         default=None, max_length=63, pattern=DNS_LABEL, description="Kubernetes namespace."
     )
     labels: dict[str, str] | None = Field(
-        default=None, max_length=MAX_LABELS, description="Labels (key/value strings)."
+        default=None, max_length=MAX_LABELS,
+        description="Labels: keys of at most 253 characters ([prefix/]name), values of at most "
+        "63 characters, as Kubernetes allows.",
     )
     annotations: dict[str, str] | None = Field(
-        default=None, max_length=MAX_LABELS, description="Annotations (key/value strings)."
+        default=None, max_length=MAX_LABELS,
+        description="Annotations (key/value strings), 256 KiB in all at most.",
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_sizes(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        for key, value in (labels or {}).items():
+            if not LABEL_KEY.match(key):
+                raise rule(f"{key}", "is not a label key: [prefix/]name, the name at most 63 "
+                           "characters of letters, digits, '-', '_', '.'")
+            if not LABEL_VALUE.match(value):
+                raise rule(f"{key}", f"value {value[:40]!r} is not a label value: at most 63 "
+                           "characters of letters, digits, '-', '_', '.'")
+        return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotation_size(cls, notes: dict[str, str] | None) -> dict[str, str] | None:
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in (notes or {}).items())
+        if size > 256 * 1024:
+            raise rule(None, f"total {size} bytes, at most 262144 (256 KiB)")
+        return notes
 
 
 class Condition(_Model):
@@ -513,6 +557,36 @@ _PATTERN_HINTS = {
 }
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, *, many: bool = False, where: str = "(document)") -> Any:
+    """One YAML document (``many``: a list of all of them), refusing duplicate keys.
+
+    Raises ValidationError naming ``where`` when the text is not valid YAML.
+    """
+    try:
+        if many:
+            return [d for d in yaml.load_all(text, Loader=_StrictLoader) if d is not None]
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ValidationError.at(where, f"not valid YAML: {err}") from None
+    except RecursionError:
+        raise ValidationError.at(where, "not valid YAML: nested too deeply") from None
+
+
 def parse_overlay(data: Any) -> AIOverlay:
     """Validate a whole ``AIOverlay`` document (dict, YAML text or model).
 
@@ -520,10 +594,7 @@ def parse_overlay(data: Any) -> AIOverlay:
     (``spec.routes: weights sum to 95, must sum to 100``).
     """
     if isinstance(data, str):
-        try:
-            data = yaml.safe_load(data)
-        except yaml.YAMLError as err:
-            raise ValidationError.at("(document)", f"not valid YAML: {err}") from None
+        data = load_yaml(data)
     return validate(AIOverlay, data, "", _PATTERN_HINTS)
 
 

@@ -88,6 +88,14 @@ def route_entry(ref: ModelRef, **extra: Any) -> dict[str, Any]:
     return entry
 
 
+def _renamed(entry: Mapping[str, Any], ref: ModelRef, **extra: Any) -> dict[str, Any]:
+    """``entry`` updated with ``extra``; named by alias, its version is left to re-resolve."""
+    out = {**entry, **extra}
+    if ref.alias is not None:
+        out.pop("version", None)
+    return out
+
+
 def _routes(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in spec.get("routes") or []]
 
@@ -150,7 +158,7 @@ def canary(spec: Mapping[str, Any], ref: ModelRef, percent: int) -> Spec:
     if i is None:
         routes.append(route_entry(ref, weight=percent))
     else:
-        routes[i]["weight"] = percent
+        routes[i] = _renamed(routes[i], ref, weight=percent)
     new["routes"] = routes  # ``others`` are the same dicts, updated in place above
     if _shadow_is(spec, ref):
         new.pop("shadow", None)
@@ -163,11 +171,15 @@ def set_shadow(spec: Mapping[str, Any], ref: ModelRef | None, percent: float = 1
     if ref is None:
         new.pop("shadow", None)
         return new
-    if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
+    try:
+        if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
+            raise TypeError
+        value = float(percent)
+    except (TypeError, OverflowError):
         raise ValidationError.at(
             "percent", f"a shadow percent is a number from 0 to 100, got {percent!r}"
-        )
-    new["shadow"] = route_entry(ref, percent=float(percent))
+        ) from None
+    new["shadow"] = route_entry(ref, percent=value)
     return new
 
 
@@ -176,8 +188,7 @@ def promote(spec: Mapping[str, Any], ref: ModelRef) -> Spec:
     new = copy.deepcopy(dict(spec))
     routes = _routes(spec)
     i = _find(routes, ref)
-    target = routes[i] if i is not None else route_entry(ref)
-    target["weight"] = 100
+    target = _renamed(routes[i], ref, weight=100) if i is not None else route_entry(ref, weight=100)
     new["routes"] = [target]
     if _shadow_is(spec, ref):
         new.pop("shadow", None)

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from overlay_sdk.errors import FieldError, ValidationError
 
-__all__ = ["rule", "validate"]
+__all__ = ["convert", "rule", "validate"]
 
 
 def rule(field: str | None, message: str) -> PydanticCustomError:
@@ -80,7 +80,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _convert(
+def convert(
     err: pydantic.ValidationError, model: type[BaseModel], root: str, hints: Mapping[str, str]
 ) -> ValidationError:
     """Turn pydantic's errors into ours: one FieldError per problem, path first."""
@@ -103,9 +103,10 @@ def _convert(
                 f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
             )
         elif kind == "too_long":
-            message = (
-                f"has {ctx.get('actual_length')} items, at most {ctx.get('max_length')} allowed"
-            )
+            actual = ctx.get("actual_length")
+            if actual is None and hasattr(e.get("input"), "__len__"):
+                actual = len(e["input"])
+            message = f"has {actual} items, at most {ctx.get('max_length')} allowed"
         elif kind == "missing":
             message = "required field is missing"
         elif kind == "string_pattern_mismatch" and ctx.get("pattern") in hints:
@@ -138,8 +139,12 @@ def validate(
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json", by_alias=True, exclude_none=True)
     try:
-        return model.model_validate(data)
+        # the core validator: models may override model_validate to convert errors themselves
+        instance: M = model.__pydantic_validator__.validate_python(data)
+        return instance
     except pydantic.ValidationError as err:
-        raise _convert(err, model, root, hints or {}) from None
-    except (TypeError, ValueError, RecursionError) as err:  # pragma: no cover - defensive
+        raise convert(err, model, root, hints or {}) from None
+    except ValidationError:
+        raise
+    except (TypeError, ValueError, RecursionError, OverflowError) as err:
         raise ValidationError.at(root or "(document)", f"cannot read input: {err}") from None

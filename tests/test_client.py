@@ -302,3 +302,55 @@ def test_a_change_to_one_route_does_not_move_an_alias_route(
         assert "fraud:3" not in o.info.changes
     finally:
         client.delete_registered_model_alias("fraud", "challenger")
+
+
+def test_naming_an_alias_in_canary_or_promote_re_resolves_it(
+    cp: ControlPlane, registry_home: Path
+) -> None:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{registry_home / 'mlflow.db'}")
+    client.set_registered_model_alias("fraud", "champ", "1")
+    try:
+        o = cp.overlays.create("champ", host=HOST, routes={"fraud@champ": 60, "fraud:2": 40})
+        client.set_registered_model_alias("fraud", "champ", "3")
+        o.canary("fraud@champ", percent=20)
+        assert (o.spec.routes[0].alias, o.spec.routes[0].version, o.spec.routes[0].weight) == (
+            "champ", "3", 20)
+        client.set_registered_model_alias("fraud", "champ", "1")
+        o.promote("fraud@champ")
+        assert [(r.alias, r.version, r.weight) for r in o.spec.routes] == [("champ", "1", 100)]
+    finally:
+        client.delete_registered_model_alias("fraud", "champ")
+
+
+def test_odd_inputs_are_still_validation_errors(cp: ControlPlane, tmp_path: Path) -> None:
+    import numpy as np
+
+    o = create(cp)
+    cases = [
+        (lambda: o.shadow("fraud:3", percent=10**400), "percent"),
+        (lambda: cp.overlays.apply("[" * 5000 + "]" * 5000), "(document)"),
+        (lambda: cp.overlays.apply("metadata: {name: a}\nmetadata: {name: b}\n"), "(document)"),
+        (lambda: ov.connect(""), "home"),
+        (lambda: ov.connect("/proc/no-such/home"), "home"),
+        (lambda: cp.store.watch(since="x"), "since"),  # type: ignore[arg-type]
+        (lambda: cp.store.watch(timeout="x"), "timeout"),  # type: ignore[arg-type]
+        (lambda: cp.store.revision("scoring", 2**70), "number"),
+        (lambda: ov.AIOverlay.model_validate({}), "metadata"),
+    ]
+    for call, path in cases:
+        with pytest.raises(ValidationError) as info:
+            call()
+        assert info.value.paths[0] == path, info.value
+    o.set_traffic({"fraud:1": 50, "fraud:2": 50})
+    assert o.rollback(to=np.int64(1)).spec.weights() == {"fraud:1": 90, "fraud:2": 10}
+    listed = cp.overlays.create("listed", host=HOST, routes=[
+        {"model": "fraud", "version": "1", "weight": np.int64(100)}])
+    assert listed.spec.routes[0].weight == 100
+
+
+def test_a_change_that_changes_nothing_writes_no_revision(cp: ControlPlane) -> None:
+    o = create(cp)
+    doc = o.overlay.to_dict()
+    assert cp.overlays.apply(doc).revision == 1
+    assert o.set_traffic({"fraud:1": 90, "fraud:2": 10}).revision == 1
+    assert len(cp.store.history("scoring")) == 1

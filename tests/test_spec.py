@@ -228,7 +228,7 @@ def test_list_sizes_are_bounded() -> None:
     assert errors_of(doc(routes=[]))[0].startswith("spec.routes: ")
     data = doc()
     data["metadata"]["labels"] = {f"k{i}": "v" for i in range(65)}
-    assert errors_of(data)[0].startswith("metadata.labels: ")
+    assert errors_of(data) == ["metadata.labels: has 65 items, at most 64 allowed"]
 
 
 def test_unknown_fields_are_rejected_with_allowed_names() -> None:
@@ -432,3 +432,24 @@ def test_random_documents_validate_or_name_a_field(data: Any) -> None:
         assert isinstance(overlay, AIOverlay)
         assert sum(r.weight for r in overlay.spec.routes) == 100
     assert data == original or data != data  # input never mutated (NaN != NaN allowed)
+
+
+@pytest.mark.parametrize(
+    ("labels", "path"),
+    [({"team": "x" * 64}, "metadata.labels.team"), ({"bad key!": "v"}, "metadata.labels.bad key!"),
+     ({"a/" * 3 + "b": "v"}, "metadata.labels.a/a/a/b")],
+)
+def test_labels_follow_kubernetes_limits(labels: dict[str, str], path: str) -> None:
+    data = doc()
+    data["metadata"]["labels"] = labels
+    (err,) = errors_of(data)
+    assert err.startswith(path + ": ")
+
+
+def test_labels_and_annotations_within_limits_are_kept() -> None:
+    data = doc()
+    data["metadata"]["labels"] = {"app.kubernetes.io/name": "crm", "tier": ""}
+    data["metadata"]["annotations"] = {"note": "x" * 1000}
+    assert parse_overlay(data).metadata.labels == {"app.kubernetes.io/name": "crm", "tier": ""}
+    data["metadata"]["annotations"] = {"note": "x" * 300_000}
+    assert errors_of(data)[0].startswith("metadata.annotations: total ")

@@ -52,6 +52,7 @@ DB_FILENAME = "overlays.db"
 AUTHOR_ENV = "OVERLAY_AUTHOR"
 
 BUSY_TIMEOUT_S = 30.0
+_MAX_INT = 2**63  # SQLite integers are signed 64-bit
 WATCH_BATCH = 500
 
 _COLUMNS = "seq, name, revision, action, document, author, created_at, message, changes"
@@ -79,7 +80,7 @@ def _check_name(name: object) -> str:
 
 def _check_args(expected: object, author: object, message: object) -> None:
     if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
-                                 or expected < 0):
+                                 or not 0 <= expected < _MAX_INT):
         raise ValidationError.at(
             "expected_revision", f"give None, 0 (must not exist) or a revision number, "
             f"got {expected!r}"
@@ -305,9 +306,9 @@ class LocalStore:
 
     def revision(self, name: str, number: int) -> Revision:
         """Revision ``number`` of ``name``; NotFoundError if it does not exist."""
-        if isinstance(number, bool) or not isinstance(number, int):
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < _MAX_INT:
             raise ValidationError.at(
-                "number", f"a revision number is an int such as 3, got {number!r}"
+                "number", f"a revision number is a positive int such as 3, got {number!r}"
             )
         rows = self._select("WHERE name = ? AND revision = ?", (_check_name(name), number))
         if not rows:
@@ -447,6 +448,17 @@ class LocalStore:
         (None: never), or within ``poll_interval`` of :meth:`close`. The iterator opens its
         own connection on the first ``next`` and closes it when it ends or is closed.
         """
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int)
+                                  or not 0 <= since < _MAX_INT):
+            raise ValidationError.at(
+                "since", f"give a sequence number >= 0 (0 replays everything) or None, "
+                f"got {since!r}"
+            )
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float) or timeout < 0):
+            raise ValidationError.at(
+                "timeout", f"give seconds >= 0, or None to wait for ever, got {timeout!r}"
+            )
         if since is None:
             conn = self._conn()
             with self._errors("watch"):
