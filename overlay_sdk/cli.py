@@ -45,7 +45,8 @@ EXIT_CODES: dict[type[OverlayError], int] = {
 }
 
 EPILOG = (
-    "Exit codes: 0 ok, 1 other failure, 2 bad input or usage, 3 not found, 4 conflict "
+    "Exit codes: 0 ok, 1 failure (e.g. verification failed), 2 bad input or usage, 3 not found, "
+    "4 conflict "
     "(someone changed it first: re-read and retry), 5 backend failure (store or registry)."
 )
 
@@ -300,7 +301,50 @@ def models_versions(ctx: click.Context, name: str, output: str) -> None:
             click.echo(_json(frame.to_dict(orient="records")))
         else:
             frame = frame.assign(sha256=frame["sha256"].str[:12])
+            if "ui" in frame and frame["ui"].isna().all():
+                frame = frame.drop(columns=["ui"])  # no MLflow UI address configured
             click.echo(_table(frame))
+
+
+@models.command("register")
+@click.argument("name")
+@click.option("--uri", required=True,
+              help="An MLflow model to import: runs:/RUN_ID/PATH, models:/NAME/VERSION or "
+              "models:/NAME@ALIAS.")
+@click.option("--label", default=None, help="A label for the version, e.g. v1.0.4-alpha.")
+@click.option("--description", default=None, help="A description for the version.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+@click.pass_context
+@handles_errors
+def models_register(ctx: click.Context, name: str, uri: str, label: str | None,
+                    description: str | None, output: str) -> None:
+    """Register an existing MLflow model as a version of NAME.
+
+    Identical content returns the existing version (identity is the SHA-256 of the content).
+    """
+    with _plane(ctx) as cp:
+        v = cp.models.register(name, model=uri, label=label, description=description)
+        if output == "json":
+            click.echo(_json({"name": v.name, "version": v.version, "sha256": v.sha256,
+                              "label": v.label, "source": v.source, "flavor": v.flavor}))
+        else:
+            click.echo(f"{v.name}:{v.version} sha256 {v.sha256} ({v.flavor}, from {v.source})")
+
+
+@models.command("verify")
+@click.argument("name")
+@click.argument("version")
+@click.pass_context
+@handles_errors
+def models_verify(ctx: click.Context, name: str, version: str) -> None:
+    """Recompute the SHA-256 of NAME:VERSION from its stored artifacts; exit 1 on mismatch."""
+    with _plane(ctx) as cp:
+        result = cp.models.verify(name, version)
+        if result.ok:
+            click.echo(str(result))
+        else:
+            _fail(str(result), 1)
 
 
 def main(argv: list[str] | None = None) -> int:

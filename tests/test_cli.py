@@ -175,3 +175,41 @@ def test_console_script_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 3
     assert done.stderr.startswith("error: overlay 'missing' not found")
+
+
+def test_models_register_from_a_uri_and_verify(run, registry_home: Path) -> None:  # type: ignore[no-untyped-def]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{registry_home / 'mlflow.db'}")
+    source = client.get_model_version("fraud", "1")
+    result = run("models", "register", "fraud-copy", "--uri", "models:/fraud/1",
+                 "--label", "copied", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    made = json.loads(result.output)
+    assert made["sha256"] == source.tags["overlay.sha256"]
+    assert made["source"] == "models:/fraud/1"
+    again = run("models", "register", "fraud-copy", "--uri", "models:/fraud/1")
+    assert again.exit_code == 0 and f"fraud-copy:{made['version']} " in again.output
+
+    ok = run("models", "verify", "fraud-copy", made["version"])
+    assert ok.exit_code == 0 and "verified" in ok.output
+    bad = run("models", "register", "x", "--uri", "ftp://nope")
+    assert bad.exit_code == 2 and "model" in bad.stderr
+    assert run("models", "verify", "fraud-copy", "99").exit_code == 3
+
+
+def test_models_verify_catches_a_tampered_artifact(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import overlay_sdk as ov
+
+    from .conftest import _fit
+
+    home = tmp_path / "own-home"
+    with ov.connect(home) as cp:
+        v = cp.models.register("tamper", model=_fit(2.0))
+    pickles = list((home / "mlartifacts").rglob("model.pkl"))
+    assert len(pickles) == 1
+    pickles[0].write_bytes(pickles[0].read_bytes() + b"\0")
+    result = CliRunner().invoke(cli, ["--home", str(home), "models", "verify", "tamper",
+                                      v.version])
+    assert result.exit_code == 1
+    assert "failed verification" in result.stderr and "model.pkl" in result.stderr
