@@ -2,9 +2,10 @@
 
 :mod:`overlay_sdk.registry_identity` calls :func:`detect_flavor`, :func:`check_reference`
 and :func:`save_model` when registering, then hashes the folder (:mod:`overlay_sdk.hashing`).
-Flavors: ``sklearn`` (a scikit-learn estimator, saved with ``mlflow.sklearn``) and
+Flavors: ``sklearn`` (a scikit-learn estimator, saved with ``mlflow.sklearn``),
 ``pyfunc`` (an ``mlflow.pyfunc.PythonModel`` instance, or a plain callable wrapped in
-:class:`CallableModel`). Saving is made deterministic: explicit pip requirements (no
+:class:`CallableModel`) and ``onnx`` (an ``onnx.ModelProto``, optional:
+:mod:`overlay_sdk.flavors_onnx`). Saving is made deterministic: explicit pip requirements (no
 requirement inference, which runs a subprocess and depends on the environment; the
 environment files are not part of the identity anyway), no uv project files from the
 current directory, and one fixed sklearn serialization format, cloudpickle, which is also
@@ -39,6 +40,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
+from overlay_sdk import flavors_onnx
 from overlay_sdk.errors import BackendError, ValidationError
 
 __all__ = [
@@ -51,7 +53,7 @@ __all__ = [
     "save_model",
 ]
 
-FLAVORS = ("pyfunc", "sklearn")
+FLAVORS = ("onnx", "pyfunc", "sklearn")
 SKLEARN_SERIALIZATION = "cloudpickle"
 
 PROCESS_LOCAL_ATTRIBUTES = ("_stop_words_id",)
@@ -139,16 +141,20 @@ def detect_flavor(model: Any, flavor: str | None) -> str:
         )
     kind = type(model).__name__
     if flavor is None:
-        if _is_sklearn(model):
+        if flavors_onnx.is_onnx(model):
+            flavor = "onnx"
+        elif _is_sklearn(model):
             flavor = "sklearn"
         elif isinstance(model, PythonModel) or callable(model):
             flavor = "pyfunc"
         else:
             raise ValidationError.at(
                 "model", f"cannot tell the flavor of a {kind}; pass a scikit-learn estimator, "
-                "an mlflow.pyfunc.PythonModel or a function of a DataFrame"
+                "an mlflow.pyfunc.PythonModel, a function of a DataFrame or an onnx.ModelProto"
             )
-    if flavor == "sklearn":
+    if flavor == "onnx":
+        flavors_onnx.check_onnx(model)
+    elif flavor == "sklearn":
         if not _is_sklearn(model):
             raise ValidationError.at(
                 "model", f"flavor 'sklearn' needs a scikit-learn estimator, got a {kind}; "
@@ -201,6 +207,8 @@ def check_reference(reference: Any) -> pd.DataFrame | None:
 
 
 def _source(model: Any) -> str:
+    if flavors_onnx.is_onnx(model):
+        return flavors_onnx.onnx_source(model)
     if isinstance(model, CallableModel):
         fn = model.fn
         return "pyfunc:" + str(getattr(fn, "__qualname__", type(fn).__name__))
@@ -303,10 +311,14 @@ def save_model(
     if flavor == "pyfunc" and not isinstance(model, PythonModel):
         model = CallableModel(model)
     with _quiet_save():
-        if signature is None and input_example is None and reference is not None:
+        if (signature is None and input_example is None and reference is not None
+                and flavor != "onnx"):  # an ONNX graph types its own inputs
             signature = _infer_signature(model, flavor, reference)
         try:
-            if flavor == "sklearn":
+            if flavor == "onnx":
+                flavors_onnx.save_onnx(model, path, signature=signature,
+                                       input_example=input_example)
+            elif flavor == "sklearn":
                 from mlflow import sklearn as mlflow_sklearn
 
                 mlflow_sklearn.save_model(

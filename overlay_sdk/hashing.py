@@ -297,13 +297,20 @@ def hash_reference(frame: pd.DataFrame) -> str:
 
 
 def identity_config(
-    *, flavor: str, features: Sequence[str], reference: str | None
+    *, flavor: str, features: Sequence[str], reference: str | None,
+    resources: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The canonical configuration that is part of the identity: the flavor, the input
-    feature names and the :func:`hash_reference` of the reference data (None without).
+    feature names, the :func:`hash_reference` of the reference data (None without) and the
+    declared resources (the key only when declared, so that versions without a declaration
+    keep the identity they had before resources existed).
 
     Labels, descriptions and where the model came from are not part of it."""
-    return {"features": [str(f) for f in features], "flavor": flavor, "reference": reference}
+    config: dict[str, Any] = {"features": [str(f) for f in features], "flavor": flavor,
+                              "reference": reference}
+    if resources is not None:
+        config["resources"] = dict(resources)
+    return config
 
 
 def identity_files(files: Mapping[str, str]) -> dict[str, str]:

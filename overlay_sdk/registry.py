@@ -19,38 +19,41 @@ are imported on first use, so importing this module is cheap.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
-from overlay_sdk.errors import BackendError, ValidationError
-from overlay_sdk.registry_backend import MlflowBackend, safe_uri, sqlite_path
+from overlay_sdk.errors import ValidationError
+from overlay_sdk.registry_backend import MlflowBackend, file_lock, safe_uri, sqlite_path
 from overlay_sdk.registry_identity import (
+    CONFIG_FLAVORS,
     TAG_FEATURES,
     TAG_FLAVOR,
     TAG_LABEL,
     TAG_REFERENCE,
+    TAG_RESOURCES,
     TAG_SHA,
     TAG_SOURCE,
-    prepare,
+    prepare_version,
+    stored_config,
 )
+from overlay_sdk.registry_resources import Resources
+from overlay_sdk.registry_ui import UI_ENV, ui_base, ui_link
 from overlay_sdk.registry_verify import VerifyResult, verify_version
 from overlay_sdk.spec import MODEL_NAME, VERSION, ModelRef
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from overlay_sdk.registry_images import ImageConfig
+    from overlay_sdk.registry_providers import ProviderConfig
 
 __all__ = [
     "LIST_COLUMNS",
@@ -65,10 +68,8 @@ __all__ = [
 ]
 
 VERSION_COLUMNS = ("version", "label", "sha256", "created_at", "source", "flavor", "aliases",
-                   "features", "ui")
+                   "features", "resources", "ui")
 LIST_COLUMNS = ("name", "latest_version", "versions", "aliases", "updated_at")
-UI_ENV = "OVERLAY_MLFLOW_UI"
-"""Environment variable with the MLflow UI address, used when ``ui_url`` is not given."""
 LOCK_TIMEOUT_S = 300.0
 _MAX_NAME, _MAX_LABEL, _MAX_DESCRIPTION = 128, 250, 5000
 _log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ModelVersion:
     """One immutable registered model version. ``source`` says what it was made from
-    (``sklearn:LogisticRegression``, or the URI it was imported from, ``runs:/<run_id>/model``);
-    ``uri`` names it for MLflow (``models:/fraud/3``)."""
+    (``sklearn:LogisticRegression``, the URI it was imported from, ``runs:/<run_id>/model``,
+    ``openai:gpt-4o-mini`` for a provider, the image reference for an image); ``flavor`` is
+    sklearn, pyfunc, onnx, provider or image; ``resources`` what it declared needing (None:
+    nothing declared); ``uri`` names it for MLflow (``models:/fraud/3``)."""
 
     name: str
     version: str
@@ -90,6 +93,7 @@ class ModelVersion:
     features: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     uri: str = ""
+    resources: Resources | None = None
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}"
@@ -117,34 +121,6 @@ def _check_text(value: Any, field: str, limit: int) -> None:
     if value is not None and (not isinstance(value, str) or not value or len(value) > limit):
         raise ValidationError.at(field, f"must be a non-empty string of at most {limit} "
                                  f"characters, got {value!r:.60}")
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    """An exclusive ``fcntl.flock`` on ``path``; released when the block or process ends."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+b")  # noqa: SIM115 - closed below, after the lock is released
-    except OSError as err:
-        raise BackendError(f"cannot open the registry lock {path} ({err}); pass a writable "
-                           "lock_dir") from err
-    with handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BackendError(
-                        f"another process has held the registry lock {path} for {timeout:.0f} s;"
-                        " wait for it to finish, or end it if it hangs"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class ModelRegistry:
@@ -188,7 +164,7 @@ class ModelRegistry:
         self.registry_uri = registry_uri or tracking_uri
         self.lock_dir = Path(lock_dir)
         self.artifact_location = artifact_location
-        self.ui_url = _ui_base(ui_url, tracking_uri)
+        self.ui_url = ui_base(ui_url, tracking_uri)
         self._mlflow = MlflowBackend(tracking_uri, self.registry_uri, artifact_location)
 
     @classmethod
@@ -203,7 +179,7 @@ class ModelRegistry:
     def register(
         self,
         name: str,
-        model: Any,
+        model: Any = None,
         *,
         flavor: str | None = None,
         label: str | None = None,
@@ -211,34 +187,54 @@ class ModelRegistry:
         signature: Any = None,
         input_example: Any = None,
         description: str | None = None,
+        provider: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        api_key_env: str | None = None,
+        image: str | None = None,
+        port: int | None = None,
+        health_path: str | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
-        """Register ``model`` as a new version of ``name``, or return the identical one.
+        """Register a new version of ``name``, or return the identical one. Give one of:
 
-        ``model`` is a model object, or an MLflow model URI to import from this registry's
-        tracking server: ``runs:/<run_id>/<artifact_path>``, ``models:/<name>/<version>``,
-        ``models:/<name>@<alias>`` or ``models:/<model_id>`` (what ``log_model`` returns as
-        ``model_info.model_uri``). An imported model keeps its files, flavor and signature;
-        its ``source`` is the URI (an alias resolved to its version). It hashes like the same
-        model registered directly when MLflow wrote the same files, e.g. a scikit-learn model
-        logged with ``serialization_format="cloudpickle"`` and the same signature.
+        - ``model``, a model object, or an MLflow model URI to import from this registry's
+          tracking server: ``runs:/<run_id>/<artifact_path>``, ``models:/<name>/<version>``,
+          ``models:/<name>@<alias>`` or ``models:/<model_id>`` (``model_info.model_uri``).
+          An imported model keeps its files, flavor and signature; its ``source`` is the URI.
+          It hashes like the same model registered directly when MLflow wrote the same
+          files (e.g. sklearn logged with ``serialization_format="cloudpickle"``).
+          ``flavor`` is "sklearn", "pyfunc" or "onnx" (detected when None; onnx needs
+          ``pip install 'overlay-sdk[onnx]'``); ``reference`` (the training data) is stored
+          for drift analysis and names the features; ``signature`` is an MLflow
+          ``ModelSignature``, inferred from ``input_example`` or ``reference`` when None.
+        - ``provider`` ("openai", "anthropic", "cohere" or "ollama") with ``params`` (the
+          request settings, ``params["model"]`` required) and ``api_key_env``, the NAME of the
+          environment variable holding the key (not needed for ollama). The key is never
+          read or stored; a key passed by mistake is refused
+          (:mod:`overlay_sdk.registry_providers`). Flavor "provider".
+        - ``image``, a container image reference serving HTTP on ``port`` (default 8080),
+          health-checked at ``health_path``. A tag can be pushed again: pin with
+          ``@sha256:<digest>`` (:mod:`overlay_sdk.registry_images`). Flavor "image".
 
-        ``flavor`` is "sklearn" or "pyfunc" (detected when None); ``label`` is free text
-        such as "v1.0.4-alpha"; ``reference`` (the training data) is stored with the version
-        for drift analysis and names the features; ``signature`` is an MLflow
-        ``ModelSignature``, inferred from ``input_example`` or ``reference`` when None (model
-        objects only). Label and description are not part of the identity: identical
-        content registered with another label returns the existing version, which keeps its
-        label.
+        ``resources`` ({"cpu": 2, "memory": "4Gi"}, {"gpu": "A100-80GB", "fraction": 0.25})
+        declares what one replica needs; it is part of the identity, so another declaration
+        makes another version (:mod:`overlay_sdk.registry_resources`). ``label`` is free
+        text such as "v1.0.4-alpha". Label and description are not part of the identity:
+        identical content registered with another label returns the existing version,
+        which keeps its label.
         """
         _check_name(name)
         _check_text(label, "label", _MAX_LABEL)
         _check_text(description, "description", _MAX_DESCRIPTION)
         with tempfile.TemporaryDirectory(prefix="overlay-register-") as tmp:
-            sha, artifacts, tags = prepare(Path(tmp), model, flavor, reference, signature,
-                                            input_example, self._mlflow)
+            sha, artifacts, tags = prepare_version(
+                Path(tmp), self._mlflow, model=model, flavor=flavor, reference=reference,
+                signature=signature, input_example=input_example, provider=provider,
+                params=params, api_key_env=api_key_env, image=image, port=port,
+                health_path=health_path, resources=resources)
             if label is not None:
                 tags[TAG_LABEL] = label
-            with _file_lock(self.lock_dir / "registry.lock", LOCK_TIMEOUT_S):
+            with file_lock(self.lock_dir / "registry.lock", LOCK_TIMEOUT_S):
                 existing = self._find(name, sha)
                 if existing is None:
                     return self._create(name, artifacts, tags, description)
@@ -282,9 +278,28 @@ class ModelRegistry:
         return _to_version(self._mlflow.model_version_by_alias(ref.model, ref.alias))
 
     def load(self, name: str, version: str | int) -> Any:
-        """The version as an ``mlflow.pyfunc.PyFuncModel``: call ``.predict(data)``."""
+        """The version as an ``mlflow.pyfunc.PyFuncModel``: call ``.predict(data)``.
+
+        Provider and image versions have no Python model: ValidationError pointing to
+        :meth:`config` (the gateway calls them over HTTP)."""
         mv = self.get(name, version)
+        if mv.flavor in CONFIG_FLAVORS:
+            kind = {"image": "an image", "provider": "a provider"}[mv.flavor]
+            raise ValidationError.at("version", f"{mv} is {kind} model ({mv.source}) "
+                                     "with no Python model to load: the gateway calls it over "
+                                     f"HTTP; read its settings with config({name!r}, "
+                                     f"{mv.version!r})")
         return self._mlflow.load_pyfunc(mv.name, mv.version)
+
+    def config(self, name: str, version: str | int) -> ProviderConfig | ImageConfig:
+        """The stored configuration of a provider or image version (no secret in it);
+        ValidationError for model versions, which :meth:`load` returns instead."""
+        mv = self.get(name, version)
+        if mv.flavor not in CONFIG_FLAVORS:
+            raise ValidationError.at("version", f"{mv} is a {mv.flavor or 'MLflow'} model, not "
+                                     f"a provider or image; load it with load({name!r}, "
+                                     f"{mv.version!r})")
+        return stored_config(self._mlflow, mv.name, mv.version, mv.flavor)
 
     def verify(self, name: str, version: str | int, *, strict: bool = False) -> VerifyResult:
         """Recompute the identity of a version from its stored artifacts and compare it with
@@ -336,49 +351,12 @@ class ModelRegistry:
         return frame
 
 
-def content_sha256(
-    model: Any,
-    *,
-    flavor: str | None = None,
-    reference: pd.DataFrame | None = None,
-    signature: Any = None,
-    input_example: Any = None,
-) -> str:
-    """The identity :meth:`ModelRegistry.register` would give ``model``, without a registry."""
+def content_sha256(model: Any = None, **kwargs: Any) -> str:
+    """The identity :meth:`ModelRegistry.register` would give ``model`` (or a ``provider=``
+    or ``image=`` configuration), without a registry; takes register's keyword arguments
+    but ``label`` and ``description``."""
     with tempfile.TemporaryDirectory(prefix="overlay-hash-") as tmp:
-        return prepare(Path(tmp), model, flavor, reference, signature, input_example, None)[0]
-
-
-def _ui_base(ui_url: str | None, tracking_uri: str) -> str | None:
-    """The MLflow UI address to link to (see :class:`ModelRegistry`), without credentials,
-    trailing slash or fragment; ValidationError naming ``ui_url`` or the variable when
-    malformed."""
-    field = "ui_url"
-    if ui_url is None:
-        ui_url, field = os.environ.get(UI_ENV), UI_ENV
-    if ui_url is None:
-        parts = urlsplit(tracking_uri)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return None
-        ui_url = tracking_uri
-    if not isinstance(ui_url, str):
-        raise ValidationError.at(field, f"give the MLflow UI address as a string such as "
-                                 f"'http://127.0.0.1:5000', got a {type(ui_url).__name__}")
-    if not ui_url.strip():
-        return None
-    parts = urlsplit(ui_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-        raise ValidationError.at(field, f"{ui_url!r} is not an MLflow UI address; give the "
-                                 "http(s) address it is served at, e.g. http://127.0.0.1:5000"
-                                 " (or an empty string for no links)")
-    netloc = parts.netloc.rpartition("@")[2]  # links are shown: never a user or password
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def ui_link(ui_url: str, name: str, version: str) -> str:
-    """The MLflow UI page of a model version: ``{ui_url}/#/models/{name}/versions/{version}``
-    (the route of MLflow's UI, which URL-encodes the name)."""
-    return f"{ui_url.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{quote(version)}"
+        return prepare_version(Path(tmp), None, model=model, **kwargs)[0]
 
 
 def _utc(ms: int | None) -> datetime:
@@ -405,6 +383,7 @@ def _to_version(mv: Any, aliases: Mapping[str, Any] | None = None) -> ModelVersi
         features=tuple(json.loads(tags.get(TAG_FEATURES, "[]"))),
         aliases=names,
         uri=f"models:/{mv.name}/{version}",
+        resources=Resources.from_json(tags[TAG_RESOURCES]) if TAG_RESOURCES in tags else None,
     )
 
 
@@ -415,7 +394,8 @@ def versions_frame(versions: Sequence[ModelVersion], *, ui_url: str | None = Non
     without one (the column is always there)."""
     import pandas as pd
 
-    rows = [{**{c: getattr(v, c) for c in VERSION_COLUMNS if c != "ui"},
+    rows = [{**{c: getattr(v, c) for c in VERSION_COLUMNS if c not in ("resources", "ui")},
+             "resources": v.resources.as_dict() if v.resources else None,
              "ui": ui_link(ui_url, v.name, v.version) if ui_url else None}
             for v in sorted(versions, key=lambda v: int(v.version))]
     frame = pd.DataFrame(rows, columns=list(VERSION_COLUMNS))

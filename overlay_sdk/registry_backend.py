@@ -6,15 +6,18 @@ calls :class:`MlflowBackend` for every read and write. Here MLflow failures beco
 missing models, versions and aliases become :class:`~overlay_sdk.errors.NotFoundError`
 saying what exists, and a failed registration is undone. Every call uses an explicit
 tracking/registry URI (never MLflow's global default, which would create ``./mlflow.db``).
-MLflow is imported on first use.
+MLflow is imported on first use. :func:`file_lock` is the lock that serialises
+registration between processes of one machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import fcntl
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-__all__ = ["EXPERIMENT", "MlflowBackend", "safe_uri", "sqlite_path"]
+__all__ = ["EXPERIMENT", "MlflowBackend", "file_lock", "safe_uri", "sqlite_path"]
 
 EXPERIMENT = "overlay-sdk"
 _PAGE = 1000
@@ -69,6 +72,34 @@ def _quiet(*loggers: str) -> Iterator[None]:
     finally:
         for lg, level in saved:
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float) -> Iterator[None]:
+    """An exclusive ``fcntl.flock`` on ``path``; released when the block or process ends."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as err:
+        raise BackendError(f"cannot open the registry lock {path} ({err}); pass a writable "
+                           "lock_dir") from err
+    with handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"another process has held the registry lock {path} for {timeout:.0f} s;"
+                        " wait for it to finish, or end it if it hangs"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class MlflowBackend:

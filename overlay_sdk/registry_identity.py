@@ -13,13 +13,20 @@ named ``TAG_*`` here. The tags hold everything the identity needs besides the fi
 flavor, the features and the identity format (:data:`overlay_sdk.hashing.IDENTITY_FORMAT`);
 the reference hash is recomputed from the stored parquet, which is also what registration
 hashed. The manifest's own SHA-256 is a tag, so an edited manifest is seen too.
+
+Provider and container-image models (:mod:`overlay_sdk.registry_providers`,
+:mod:`overlay_sdk.registry_images`) go through :func:`prepare_config`: their model folder is
+one canonical JSON file (``provider.json`` / ``image.json``), hashed like any model file, so
+the same configuration is the same identity and ``verify`` needs nothing special. Declared
+resources (:mod:`overlay_sdk.registry_resources`) are the tag ``overlay.resources`` and part
+of the identity configuration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +36,12 @@ from overlay_sdk.errors import ValidationError
 
 if TYPE_CHECKING:
     from overlay_sdk.registry_backend import MlflowBackend
+    from overlay_sdk.registry_images import ImageConfig
+    from overlay_sdk.registry_providers import ProviderConfig
+    from overlay_sdk.registry_resources import Resources
 
 __all__ = [
+    "CONFIG_FLAVORS",
     "MANIFEST_PATH",
     "MODEL_PATH",
     "REFERENCE_PATH",
@@ -40,12 +51,16 @@ __all__ = [
     "TAG_LABEL",
     "TAG_MANIFEST",
     "TAG_REFERENCE",
+    "TAG_RESOURCES",
     "TAG_SHA",
     "TAG_SOURCE",
     "Identity",
     "compute_identity",
     "prepare",
+    "prepare_config",
+    "prepare_version",
     "reference_hash",
+    "stored_config",
 ]
 
 TAG_SHA = "overlay.sha256"
@@ -56,10 +71,14 @@ TAG_FEATURES = "overlay.features"
 TAG_REFERENCE = "overlay.reference"
 TAG_FORMAT = "overlay.identity_format"
 TAG_MANIFEST = "overlay.manifest_sha256"
+TAG_RESOURCES = "overlay.resources"
 MODEL_PATH = "model"
 REFERENCE_PATH = "reference/reference.parquet"
 MANIFEST_PATH = "overlay/manifest.json"
 _MAX_TAG = 100_000
+CONFIG_FLAVORS = frozenset({"image", "provider"})
+"""Flavors of versions stored as a configuration (no Python model to load)."""
+_MODEL_ONLY = ("flavor", "reference", "signature", "input_example")
 
 
 @dataclass(frozen=True)
@@ -94,17 +113,53 @@ def reference_hash(parquet: Path) -> str:
 
 
 def compute_identity(model_dir: Path | None, *, flavor: str, features: Sequence[str],
-                     reference: str | None) -> Identity:
+                     reference: str | None, resources: Mapping[str, Any] | None = None,
+                     ) -> Identity:
     """The identity of a model folder (None: no files) with this configuration; used both
     when registering and when verifying."""
     files = hashing.hash_model_dir(model_dir) if model_dir is not None else {}
-    config = hashing.identity_config(flavor=flavor, features=features, reference=reference)
+    config = hashing.identity_config(flavor=flavor, features=features, reference=reference,
+                                     resources=resources)
     return Identity(hashing.model_identity(files, config), config, files)
+
+
+def _finish(tmp: Path, model_dir: Path, artifacts: dict[str, Path], tags: dict[str, str],
+            features: Sequence[str], ref_hash: str | None, resources: Resources | None,
+            ) -> tuple[str, dict[str, Path], dict[str, str]]:
+    """Compute the identity, write the manifest, complete the artifacts and tags."""
+    if resources is not None:
+        tags[TAG_RESOURCES] = resources.to_json()
+    identity = compute_identity(model_dir, flavor=tags[TAG_FLAVOR], features=features,
+                                reference=ref_hash,
+                                resources=None if resources is None else resources.as_dict())
+    manifest = tmp / Path(MANIFEST_PATH).name
+    manifest.write_bytes(identity.manifest())
+    artifacts[str(Path(MANIFEST_PATH).parent)] = manifest
+    tags[TAG_MANIFEST] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    tags[TAG_SHA] = identity.sha256
+    return identity.sha256, artifacts, tags
+
+
+def prepare_config(tmp: Path, config: ProviderConfig | ImageConfig, resources: Resources | None,
+                   ) -> tuple[str, dict[str, Path], dict[str, str]]:
+    """Like :func:`prepare` for a provider or image model: the model folder holds the
+    configuration's canonical JSON only; flavor ``provider`` or ``image``."""
+    from overlay_sdk.registry_images import IMAGE_FILE, ImageConfig
+    from overlay_sdk.registry_providers import PROVIDER_FILE
+
+    image = isinstance(config, ImageConfig)
+    model_dir = tmp / MODEL_PATH
+    model_dir.mkdir()
+    (model_dir / (IMAGE_FILE if image else PROVIDER_FILE)).write_bytes(config.to_json())
+    source = config.image if isinstance(config, ImageConfig) else config.source
+    tags = {TAG_FLAVOR: "image" if image else "provider", TAG_SOURCE: source,
+            TAG_FEATURES: "[]", TAG_FORMAT: hashing.IDENTITY_FORMAT}
+    return _finish(tmp, model_dir, {MODEL_PATH: model_dir}, tags, (), None, resources)
 
 
 def prepare(
     tmp: Path, model: Any, flavor: str | None, reference: Any, signature: Any,
-    input_example: Any, backend: MlflowBackend | None,
+    input_example: Any, backend: MlflowBackend | None, resources: Resources | None = None,
 ) -> tuple[str, dict[str, Path], dict[str, str]]:
     """Check the input, save the model object (or import the MLflow model URI ``model``
     through ``backend``; None: URIs are refused) into ``tmp`` and compute its identity.
@@ -143,11 +198,76 @@ def prepare(
         ref_hash = reference_hash(parquet)
         artifacts[str(Path(REFERENCE_PATH).parent)] = parquet
         tags[TAG_REFERENCE] = REFERENCE_PATH
-    identity = compute_identity(saved.path, flavor=saved.flavor, features=saved.features,
-                                reference=ref_hash)
-    manifest = tmp / Path(MANIFEST_PATH).name
-    manifest.write_bytes(identity.manifest())
-    artifacts[str(Path(MANIFEST_PATH).parent)] = manifest
-    tags[TAG_MANIFEST] = hashlib.sha256(manifest.read_bytes()).hexdigest()
-    tags[TAG_SHA] = identity.sha256
-    return identity.sha256, artifacts, tags
+    return _finish(tmp, saved.path, artifacts, tags, saved.features, ref_hash, resources)
+
+
+def prepare_version(
+    tmp: Path, backend: MlflowBackend | None, *, model: Any = None, flavor: str | None = None,
+    reference: Any = None, signature: Any = None, input_example: Any = None,
+    provider: Any = None, params: Any = None, api_key_env: Any = None, image: Any = None,
+    port: Any = None, health_path: Any = None, resources: Any = None,
+) -> tuple[str, dict[str, Path], dict[str, str]]:
+    """Dispatch the arguments of ``register`` to :func:`prepare` (a model object or URI) or
+    :func:`prepare_config` (``provider=`` or ``image=``); ValidationError naming the
+    argument that does not belong."""
+    from overlay_sdk.registry_images import image_config
+    from overlay_sdk.registry_providers import HOSTED_PROVIDERS, provider_config
+    from overlay_sdk.registry_resources import check_resources
+
+    kinds = [k for k, v in (("model", model), ("provider", provider), ("image", image))
+             if v is not None]
+    if len(kinds) != 1:
+        got = f"; got {', '.join(kinds)}" if kinds else ""
+        raise ValidationError.at(kinds[-1] if kinds else "model", "give exactly one of model "
+                                 "(a model object or MLflow URI), provider (an LLM API) or "
+                                 f"image (a container image){got}")
+    for arg, value in (("params", params), ("api_key_env", api_key_env)):
+        if value is not None and provider is None:  # never echo: it may be a key
+            raise ValidationError.at(arg, "is for provider models; pass provider= too, e.g. "
+                                     "provider='openai'")
+    for arg, value in (("port", port), ("health_path", health_path)):
+        if value is not None and image is None:
+            raise ValidationError.at(arg, f"is for container-image models; pass image= too, "
+                                     f"e.g. image='ghcr.io/acme/scorer:1.4', or drop {arg}")
+    checked = check_resources(resources)
+    if model is not None:
+        return prepare(tmp, model, flavor, reference, signature, input_example, backend, checked)
+    extra = [a for a, v in zip(_MODEL_ONLY, (flavor, reference, signature, input_example),
+                               strict=True) if v is not None]
+    if extra:
+        kind = {"image": "an image", "provider": "a provider"}[kinds[0]]
+        raise ValidationError.at(extra[0], f"is for model objects; {kind} model has no "
+                                 f"{extra[0]} (its flavor is {kinds[0]!r}); drop it")
+    if provider is not None:
+        config: ProviderConfig | ImageConfig = provider_config(provider, params, api_key_env)
+        if checked is not None and provider in HOSTED_PROVIDERS:
+            raise ValidationError.at("resources", f"{provider} models run on {provider}'s "
+                                     "servers; declare resources only for models served here "
+                                     "(model objects, images, ollama)")
+    else:
+        config = image_config(image, 8080 if port is None else port, health_path)
+    return prepare_config(tmp, config, checked)
+
+
+def stored_config(backend: MlflowBackend, name: str, version: str, flavor: str
+                  ) -> ProviderConfig | ImageConfig:
+    """The configuration a provider or image version stored (``model/<kind>.json``)."""
+    import tempfile
+
+    from overlay_sdk.errors import BackendError
+    from overlay_sdk.registry_images import IMAGE_FILE, ImageConfig
+    from overlay_sdk.registry_providers import PROVIDER_FILE, ProviderConfig
+
+    file = IMAGE_FILE if flavor == "image" else PROVIDER_FILE
+    root = backend.version_download_uri(name, version).rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="overlay-config-") as tmp:
+        local = backend.download(f"{root}/{file}", Path(tmp))
+        if local is None:
+            raise BackendError(f"{name}:{version} has no stored {MODEL_PATH}/{file}; run "
+                               f"verify({name!r}, {version}) to see what is missing")
+        data = local.read_bytes()
+    try:
+        return ImageConfig.from_json(data) if flavor == "image" else ProviderConfig.from_json(data)
+    except (ValueError, KeyError, TypeError) as err:
+        raise BackendError(f"{name}:{version} has an unreadable {MODEL_PATH}/{file} ({err}); "
+                           f"run verify({name!r}, {version})") from err

@@ -11,8 +11,8 @@ server (never MLflow's global default):
 
 The model folder is downloaded as it is stored (its files are the version's artifacts, so an
 imported model hashes like the same model registered directly when MLflow wrote the same
-files), the flavor is read from ``MLmodel`` (``sklearn`` when it has the sklearn flavor,
-else ``pyfunc``) and the features from its signature. Stages (``models:/name/Production``)
+files), the flavor is read from ``MLmodel`` (``sklearn`` or ``onnx`` when it has that
+flavor, else ``pyfunc``) and the features from its signature. Stages (``models:/name/Production``)
 are not accepted: they are deprecated in MLflow; use a version or an alias.
 """
 
@@ -153,7 +153,7 @@ def _flavor(flavors: dict[str, Any], requested: str | None, uri: str) -> str:
         raise _bad(f"{uri} has no python_function flavor (it has {', '.join(sorted(flavors))}),"
                    " so it cannot be served; log it with a flavor that supports "
                    "mlflow.pyfunc.load_model")
-    detected = "sklearn" if "sklearn" in flavors else "pyfunc"
+    detected = next((f for f in ("sklearn", "onnx") if f in flavors), "pyfunc")
     if requested is not None and requested != detected:
         raise ValidationError.at("flavor", f"{uri} is a {detected} model (from its MLmodel), "
                                  f"not {requested}; pass flavor={detected!r} or leave it out")

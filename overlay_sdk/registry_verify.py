@@ -32,6 +32,7 @@ from overlay_sdk.registry_identity import (
     TAG_FORMAT,
     TAG_MANIFEST,
     TAG_REFERENCE,
+    TAG_RESOURCES,
     TAG_SHA,
     Identity,
     compute_identity,
@@ -125,6 +126,19 @@ def _features(tags: Mapping[str, str]) -> tuple[list[str], bool]:
     return (value, True) if ok else ([], False)
 
 
+def _resources(tags: Mapping[str, str]) -> tuple[dict[str, Any] | None, bool]:
+    """The resources tag (None: not declared), and whether it could be read."""
+    from overlay_sdk.registry_resources import Resources
+
+    text = tags.get(TAG_RESOURCES)
+    if text is None:
+        return None, True
+    try:
+        return Resources.from_json(text).as_dict(), True
+    except (ValueError, TypeError):
+        return {"unreadable": hashlib.sha256(text.encode()).hexdigest()}, False
+
+
 def verify_version(backend: MlflowBackend, name: str, version: str) -> VerifyResult:
     """Download the stored artifacts of ``name`` version ``version``, recompute its identity
     and compare (see the module docs). NotFoundError when the version does not exist;
@@ -166,15 +180,18 @@ def verify_version(backend: MlflowBackend, name: str, version: str) -> VerifyRes
                     digest = hashlib.sha256(parquet.read_bytes()).hexdigest()
                     ref_state, ref_hash = "unreadable", f"unreadable:{digest}"
         features, features_ok = _features(tags)
+        resources, resources_ok = _resources(tags)
         actual = compute_identity(model_dir, flavor=tags.get(TAG_FLAVOR, ""), features=features,
-                                  reference=ref_hash)
+                                  reference=ref_hash, resources=resources)
+    bad_tags = [f"tag {tag}" for tag, ok in ((TAG_FEATURES, features_ok),
+                                              (TAG_RESOURCES, resources_ok)) if not ok]
     return _compare(name, version, expected, actual, recorded, manifest_problem, ref_state,
-                    features_ok, has_model=model_dir is not None, location=safe_uri(root))
+                    bad_tags, has_model=model_dir is not None, location=safe_uri(root))
 
 
 def _compare(name: str, version: str, expected: str, actual: Identity,
              recorded: dict[str, Any] | None, manifest_problem: str | None, ref_state: str,
-             features_ok: bool, *, has_model: bool, location: str) -> VerifyResult:
+             bad_tags: list[str], *, has_model: bool, location: str) -> VerifyResult:
     """The report: what differs between the recorded manifest (None: missing or edited,
     ``manifest_problem`` says which) and what was recomputed."""
     changed: list[str] = []
@@ -185,8 +202,7 @@ def _compare(name: str, version: str, expected: str, actual: Identity,
         missing.append(REFERENCE_PATH)
     elif ref_state == "unreadable":
         changed.append(REFERENCE_PATH)
-    if not features_ok:
-        changed.append(f"tag {TAG_FEATURES}")
+    changed += bad_tags
     if recorded is None:
         (missing if manifest_problem == "missing" else changed).append(MANIFEST_PATH)
         if not has_model:
@@ -201,8 +217,9 @@ def _compare(name: str, version: str, expected: str, actual: Identity,
         missing += [p for p in then if p not in now]
         added += [p for p in now if p not in then]
         config = dict(recorded.get("config") or {})
-        for key, tag in (("flavor", TAG_FLAVOR), ("features", TAG_FEATURES)):
-            if config.get(key) != actual.config[key] and f"tag {tag}" not in changed:
+        for key, tag in (("flavor", TAG_FLAVOR), ("features", TAG_FEATURES),
+                         ("resources", TAG_RESOURCES)):
+            if config.get(key) != actual.config.get(key) and f"tag {tag}" not in changed:
                 changed.append(f"tag {tag}")
         if config.get("reference") != actual.config["reference"] and ref_state == "ok":
             changed.append(REFERENCE_PATH)

@@ -348,7 +348,8 @@ class NotAModel:
 @pytest.mark.parametrize(
     ("kwargs", "path", "hint"),
     [
-        ({"name": "bad-flavor", "flavor": "tensorflow"}, "flavor", "use one of pyfunc, sklearn"),
+        ({"name": "bad-flavor", "flavor": "tensorflow"}, "flavor",
+         "use one of onnx, pyfunc, sklearn"),
         ({"name": "wrong-type", "model": NotAModel()}, "model", "cannot tell the flavor"),
         ({"name": "wrong-type", "model": NotAModel(), "flavor": "pyfunc"}, "model",
          "needs an mlflow.pyfunc.PythonModel or a callable"),

@@ -212,7 +212,7 @@ def test_uris_naming_nothing_are_not_found_errors_saying_what_exists(
     ("kwargs", "path", "hint"),
     [
         ({"flavor": "pyfunc"}, "flavor", "is a sklearn model .*pass flavor='sklearn'"),
-        ({"flavor": "onnx"}, "flavor", "unknown flavor 'onnx'"),
+        ({"flavor": "tensorflow"}, "flavor", "unknown flavor 'tensorflow'"),
         ({"signature": infer_signature(X)}, "signature", "keeps what it was logged with"),
         ({"input_example": X.head(2)}, "input_example", "keeps what it was logged with"),
         ({"reference": X[["amount"]]}, "reference", r"lacks the model's feature columns "
