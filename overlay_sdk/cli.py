@@ -306,25 +306,82 @@ def models_versions(ctx: click.Context, name: str, output: str) -> None:
             click.echo(_table(frame))
 
 
+def _pairs(option: str, items: tuple[str, ...]) -> dict[str, Any]:
+    """``("model=gpt-4o-mini", "temperature=0.2")`` -> dict; JSON values parsed as JSON."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValidationError.at(option, f"{item!r} is not KEY=VALUE, e.g. model=gpt-4o-mini")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
 @models.command("register")
 @click.argument("name")
-@click.option("--uri", required=True,
+@click.option("--uri", default=None,
               help="An MLflow model to import: runs:/RUN_ID/PATH, models:/NAME/VERSION or "
               "models:/NAME@ALIAS.")
+@click.option("--provider", type=click.Choice(["openai", "anthropic", "cohere", "ollama"]),
+              default=None, help="A hosted model called over HTTP.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Provider parameter, repeatable (e.g. --param model=gpt-4o-mini).")
+@click.option("--api-key-env", default=None, metavar="VARIABLE",
+              help="NAME of the environment variable holding the provider's API key "
+              "(never the key itself).")
+@click.option("--image", default=None,
+              help="A container image serving the model, e.g. ghcr.io/acme/scorer:1.4.")
+@click.option("--port", type=int, default=None, help="Port the image listens on (8080).")
+@click.option("--health-path", default=None, help="HTTP health check path, e.g. /healthz.")
+@click.option("--resource", "resources", multiple=True, metavar="KEY=VALUE",
+              help="Declared resources, repeatable: gpu=A100-80GB, fraction=0.25, cpu=2, "
+              "memory=4Gi.")
 @click.option("--label", default=None, help="A label for the version, e.g. v1.0.4-alpha.")
 @click.option("--description", default=None, help="A description for the version.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
 @click.pass_context
 @handles_errors
-def models_register(ctx: click.Context, name: str, uri: str, label: str | None,
-                    description: str | None, output: str) -> None:
-    """Register an existing MLflow model as a version of NAME.
+def models_register(ctx: click.Context, name: str, uri: str | None, provider: str | None,
+                    params: tuple[str, ...], api_key_env: str | None, image: str | None,
+                    port: int | None, health_path: str | None, resources: tuple[str, ...],
+                    label: str | None, description: str | None, output: str) -> None:
+    """Register a version of NAME: an MLflow model (--uri), a provider model (--provider)
+    or a container image (--image).
 
     Identical content returns the existing version (identity is the SHA-256 of the content).
+
+    \b
+    Examples:
+      overlay models register fraud --uri runs:/4f2a.../model --label v1.0.4-alpha
+      overlay models register copilot --provider openai --param model=gpt-4o-mini \\
+          --api-key-env OPENAI_API_KEY
+      overlay models register scorer --image ghcr.io/acme/scorer:1.4 --port 8080 \\
+          --health-path /healthz --resource cpu=2 --resource memory=4Gi
     """
+    kinds = [k for k, v in (("--uri", uri), ("--provider", provider), ("--image", image)) if v]
+    if len(kinds) != 1:
+        raise ValidationError.at(
+            "--uri", "give exactly one of --uri, --provider or --image"
+            + (f" (got {', '.join(kinds)})" if kinds else "")
+        )
+    kwargs: dict[str, Any] = {"label": label}
+    if description is not None:
+        kwargs["description"] = description
+    if resources:
+        kwargs["resources"] = _pairs("--resource", resources)
+    if provider:
+        kwargs.update(provider=provider, params=_pairs("--param", params),
+                      api_key_env=api_key_env)
+    elif image:
+        kwargs.update(image=image, port=port, health_path=health_path)
+    else:
+        kwargs["model"] = uri
     with _plane(ctx) as cp:
-        v = cp.models.register(name, model=uri, label=label, description=description)
+        v = cp.models.register(name, **kwargs)
         if output == "json":
             click.echo(_json({"name": v.name, "version": v.version, "sha256": v.sha256,
                               "label": v.label, "source": v.source, "flavor": v.flavor}))

@@ -213,3 +213,31 @@ def test_models_verify_catches_a_tampered_artifact(run, tmp_path: Path) -> None:
                                       v.version])
     assert result.exit_code == 1
     assert "failed verification" in result.stderr and "model.pkl" in result.stderr
+
+
+def test_models_register_provider_and_image_from_the_terminal(tmp_path: Path) -> None:
+    secret = "sk-" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+    runner = CliRunner()
+    base = ["--home", str(tmp_path / "home")]
+    made = runner.invoke(cli, [*base, "models", "register", "copilot", "--provider", "openai",
+                               "--param", "model=gpt-4o-mini", "--param", "temperature=0.2",
+                               "--api-key-env", "OPENAI_API_KEY", "-o", "json"])
+    assert made.exit_code == 0, made.stderr
+    assert json.loads(made.output)["source"] == "openai:gpt-4o-mini"
+    refused = runner.invoke(cli, [*base, "models", "register", "copilot", "--provider",
+                                  "openai", "--param", "model=gpt-4o-mini",
+                                  "--api-key-env", secret])
+    assert refused.exit_code == 2 and "api_key_env" in refused.stderr
+    assert secret not in refused.stderr + refused.output
+    image = runner.invoke(cli, [*base, "models", "register", "scorer", "--image",
+                                "ghcr.io/acme/scorer:1.4", "--health-path", "/healthz",
+                                "--resource", "cpu=2", "--resource", "memory=4Gi"])
+    assert image.exit_code == 0 and "scorer:1" in image.output
+    table = runner.invoke(cli, [*base, "models", "versions", "scorer"]).output
+    assert "'memory': '4Gi'" in table
+    for bad in (["--uri", "runs:/a/m", "--image", "x:1"], [], ["--provider", "openai",
+                                                              "--param", "oops"]):
+        result = runner.invoke(cli, [*base, "models", "register", "m", *bad])
+        assert result.exit_code == 2, result.output
+    files = b"".join(p.read_bytes() for p in (tmp_path / "home").rglob("*") if p.is_file())
+    assert secret.encode() not in files
