@@ -11,6 +11,7 @@ Called by notebooks, and later by the CLI, widgets and the Jupyter server extens
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
@@ -24,10 +25,12 @@ from overlay_sdk.errors import (
     ConflictError,
     FieldError,
     NotFoundError,
+    OverlayError,
     ValidationError,
 )
 from overlay_sdk.home import resolve_home
 from overlay_sdk.registry import ModelRegistry
+from overlay_sdk.registry_aliases import AliasMove
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
 from overlay_sdk.store import LocalStore, Revision, Store
 
@@ -98,10 +101,40 @@ class ControlPlane:
         self.models = models
         self.author = author
         self.overlays = Overlays(self)
+        # Moving an alias (cp.models.set_alias / rollback) changes what overlays naming
+        # model@alias serve: each gets a new revision, so the data plane sees the change.
+        self.models.alias_listeners.append(self._on_alias_move)
 
     def close(self) -> None:
-        """Close the store's connections."""
+        """Close the store's connections and stop following alias moves."""
+        with contextlib.suppress(ValueError):
+            self.models.alias_listeners.remove(self._on_alias_move)
         self.store.close()
+
+    def _on_alias_move(self, move: AliasMove) -> None:
+        """Write a new revision of every overlay whose routes or shadow name the alias."""
+        failures: list[str] = []
+        for rev in self.store.list():
+            if rev.overlay is None or not _names_alias(rev.overlay.spec, move.name, move.alias):
+                continue
+            if move.to_version is None:
+                failures.append(f"overlay {rev.name!r} routes to {move.name}@{move.alias}, "
+                                "which was deleted: point it at a version or another alias")
+                continue
+            message = f"alias {move}" + (f" ({move.reason})" if move.reason else "")
+            try:
+                for _ in range(5):  # someone may write the overlay meanwhile: re-read, retry
+                    doc = rev.overlay.to_dict() if rev.overlay is not None else {}
+                    try:
+                        self._write(doc, expected_revision=rev.revision, message=message,
+                                    refresh_aliases=True)
+                        break
+                    except ConflictError:
+                        rev = self.store.get(rev.name)
+            except OverlayError as err:  # one overlay refusing must not stop the others
+                failures.append(f"overlay {rev.name!r} kept revision {rev.revision}: {err}")
+        if failures:
+            raise ValidationError.at("alias", "; ".join(failures))
 
     def __enter__(self) -> ControlPlane:
         return self
@@ -175,6 +208,11 @@ class ControlPlane:
         return self.store.apply(
             overlay, expected_revision=expected_revision, author=self.author, message=message
         )
+
+
+def _names_alias(spec: AIOverlaySpec, model: str, alias: str) -> bool:
+    entries = [*spec.routes, *([spec.shadow] if spec.shadow is not None else [])]
+    return any(e.model == model and e.alias == alias for e in entries)
 
 
 def _routes_doc(routes: RouteInput) -> list[dict[str, Any]]:

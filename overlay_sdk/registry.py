@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlay_sdk.errors import ValidationError
+from overlay_sdk.registry_aliases import AliasesMixin
 from overlay_sdk.registry_backend import MlflowBackend, file_lock, safe_uri, sqlite_path
 from overlay_sdk.registry_identity import (
     CONFIG_FLAVORS,
@@ -123,7 +124,7 @@ def _check_text(value: Any, field: str, limit: int) -> None:
                                  f"characters, got {value!r:.60}")
 
 
-class ModelRegistry:
+class ModelRegistry(AliasesMixin):
     """Registered models and their versions, stored in MLflow at ``tracking_uri``.
 
     ``lock_dir`` holds ``registry.lock``, which serialises registration between

@@ -354,3 +354,52 @@ def test_a_change_that_changes_nothing_writes_no_revision(cp: ControlPlane) -> N
     assert cp.overlays.apply(doc).revision == 1
     assert o.set_traffic({"fraud:1": 90, "fraud:2": 10}).revision == 1
     assert len(cp.store.history("scoring")) == 1
+
+
+def test_moving_an_alias_writes_a_revision_of_each_overlay_naming_it(cp: ControlPlane) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    now = [t0]
+    cp.models.clock = lambda: now[0]
+    cp.models.set_alias("fraud", "live", "1")
+    a = cp.overlays.create("uses-live", host=HOST, routes={"fraud@live": 100})
+    b = cp.overlays.create("shadows-live", host=HOST, routes={"fraud@live": 100},
+                           mode="shadow", match={"path": "/api/score"})
+    other = cp.overlays.create("pinned-only", host=HOST, routes={"fraud:1": 100})
+
+    now[0] = t0 + timedelta(hours=26)
+    cp.models.set_alias("fraud", "live", "2", reason="retrained")
+    now[0] = t0 + timedelta(hours=44)
+    cp.models.set_alias("fraud", "live", "3")
+    for o in (a, b, other):
+        o.refresh()
+    assert (a.revision, a.spec.routes[0].version) == (3, "3")
+    assert (b.revision, b.spec.routes[0].version) == (3, "3")
+    assert other.revision == 1  # does not name the alias
+    message = a.history().loc[2, "message"]
+    assert message.startswith("alias fraud@live: 1 -> 2 at 2025-03-02T11:00:00")
+    assert message.endswith("(retrained)")
+
+    # "yesterday" = 24 h before now: v2 was serving then; both overlays follow, one revision each
+    now[0] = t0 + timedelta(hours=51)
+    moved = cp.models.rollback("fraud", to="yesterday", alias="live")
+    assert moved.version == "2"
+    assert cp.models.serving_at("fraud", t0 + timedelta(hours=27), alias="live").version == "2"
+    for o in (a, b):
+        o.refresh()
+        assert o.revision == 4
+    assert a.spec.routes[0].version == "2" and b.spec.routes[0].version == "2"
+    assert other.refresh().revision == 1
+
+
+def test_an_overlay_refusing_an_alias_move_does_not_stop_the_others(cp: ControlPlane) -> None:
+    cp.models.set_alias("fraud", "cand", "3")
+    clash = cp.overlays.create("clash", host=HOST, routes={"fraud:2": 100}, shadow="fraud@cand")
+    follows = cp.overlays.create("follows", host=HOST, routes={"fraud@cand": 100})
+    with pytest.raises(ov.BackendError, match="'clash' kept revision 1") as info:
+        cp.models.set_alias("fraud", "cand", "2")  # would shadow the version clash routes to
+    assert "also a primary route" in str(info.value)
+    assert clash.refresh().revision == 1
+    assert follows.refresh().spec.routes[0].version == "2"
+    assert cp.models.get_version_by_alias("fraud", "cand").version == "2"  # the move stands
