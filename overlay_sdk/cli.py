@@ -389,6 +389,28 @@ def models_register(ctx: click.Context, name: str, uri: str | None, provider: st
             click.echo(f"{v.name}:{v.version} sha256 {v.sha256} ({v.flavor}, from {v.source})")
 
 
+@models.command("rollback")
+@click.argument("name")
+@click.option("--to", "to", default="previous", show_default=True,
+              help="previous, a version (3), a label (v1.0.4), an ISO time with offset "
+              "(2026-11-25T09:00Z), yesterday, last week, or 'N minutes|hours|days|weeks ago'.")
+@click.option("--alias", default="serving", show_default=True, help="The alias to move.")
+@click.option("-m", "--message", "reason", default=None, help="Why: recorded with the move.")
+@click.pass_context
+@handles_errors
+def models_rollback(ctx: click.Context, name: str, to: str, alias: str,
+                    reason: str | None) -> None:
+    """Move alias (serving) of model NAME back; overlays naming NAME@ALIAS follow.
+
+    A time means "the version that was serving then". Every move is recorded.
+    """
+    with _plane(ctx) as cp:
+        before = cp.models.get_version_by_alias(name, alias).version
+        v = cp.models.rollback(name, to=to, alias=alias, reason=reason)
+        click.echo(f"{name}@{alias}: {before} -> {v.version}" if before != v.version
+                   else f"{name}@{alias} already at {v.version}: nothing to do")
+
+
 @models.command("verify")
 @click.argument("name")
 @click.argument("version")

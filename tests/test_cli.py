@@ -241,3 +241,30 @@ def test_models_register_provider_and_image_from_the_terminal(tmp_path: Path) ->
         assert result.exit_code == 2, result.output
     files = b"".join(p.read_bytes() for p in (tmp_path / "home").rglob("*") if p.is_file())
     assert secret.encode() not in files
+
+
+def test_models_rollback_moves_the_alias_and_the_overlays_follow(tmp_path: Path) -> None:
+    import overlay_sdk as ov
+
+    from .conftest import _fit
+
+    home = tmp_path / "own-home"
+    with ov.connect(home) as cp:
+        for c in (1.0, 2.0):
+            cp.models.register("churn", model=_fit(c))
+        cp.models.set_alias("churn", "serving", "1")
+        cp.models.set_alias("churn", "serving", "2")
+        cp.overlays.create("live", host="http://127.0.0.1:8001", routes={"churn@serving": 100})
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--home", str(home), "models", "rollback", "churn"])
+    assert result.exit_code == 0, result.stderr
+    assert result.output.strip() == "churn@serving: 2 -> 1"
+    got = yaml.safe_load(runner.invoke(cli, ["--home", str(home), "get", "live", "-o",
+                                             "yaml"]).output)
+    assert got["spec"]["routes"][0]["version"] == "1"
+    bad = runner.invoke(cli, ["--home", str(home), "models", "rollback", "churn", "--to",
+                              "the good old days"])
+    assert bad.exit_code == 2 and "yesterday" in bad.stderr
+    none = runner.invoke(cli, ["--home", str(home), "models", "rollback", "churn", "--alias",
+                               "never"])
+    assert none.exit_code == 3
