@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,16 @@ def _fit(c: float) -> Any:
     x = rng.normal(size=(60, 3))
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
     return LogisticRegression(C=c).fit(x, y)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty current directory for the module: MLflow must write nothing into it."""
+    path = tmp_path_factory.mktemp("cwd")
+    old = Path.cwd()
+    os.chdir(path)
+    yield path
+    os.chdir(old)
 
 
 @pytest.fixture(scope="session")

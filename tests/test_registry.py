@@ -7,12 +7,10 @@ run tests/registry_worker.py with this venv's python.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,16 +60,6 @@ class Scaler(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         return model_input * self.factor
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An empty current directory for the module: MLflow must write nothing into it."""
-    path = tmp_path_factory.mktemp("cwd")
-    old = Path.cwd()
-    os.chdir(path)
-    yield path
-    os.chdir(old)
 
 
 @pytest.fixture(scope="module")

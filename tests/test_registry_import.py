@@ -10,7 +10,6 @@ scikit-learn format is skops, which is not installed (log_model fails without
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,16 +32,6 @@ Y = (X["amount"] + 0.3 * X["score"] > 0.7).astype(int)
 MODEL = LogisticRegression(random_state=0).fit(X, Y)
 # Not the registry's own list: requirements are not part of the identity.
 USER_REQUIREMENTS = ["scikit-learn", "cloudpickle", "pandas"]
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An empty current directory for the module: MLflow must write nothing into it."""
-    path = tmp_path_factory.mktemp("cwd")
-    old = Path.cwd()
-    os.chdir(path)
-    yield path
-    os.chdir(old)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ API key.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +23,6 @@ from overlay_sdk.registry_providers import ProviderConfig, looks_like_secret, pr
 from overlay_sdk.registry_resources import Resources, check_resources
 
 OPENAI = {"provider": "openai", "params": {"model": "gpt-4o-mini"}, "api_key_env": "OPENAI_API_KEY"}
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An empty current directory for the module: MLflow must write nothing into it."""
-    path = tmp_path_factory.mktemp("cwd")
-    old = Path.cwd()
-    os.chdir(path)
-    yield path
-    os.chdir(old)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ model name and then edits the stored files on disk, as an attacker or a broken d
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,16 +37,6 @@ def fitted(C: float = 1.0) -> LogisticRegression:
 class Doubler(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         return model_input * 2
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An empty current directory for the module: MLflow must write nothing into it."""
-    path = tmp_path_factory.mktemp("cwd")
-    old = Path.cwd()
-    os.chdir(path)
-    yield path
-    os.chdir(old)
 
 
 @pytest.fixture(scope="module")
