@@ -95,9 +95,22 @@ def _table(frame: pd.DataFrame) -> str:
     return text
 
 
+def _emit(frame: pd.DataFrame, output: str) -> None:
+    """A DataFrame as a table or as JSON records."""
+    if output == "json":
+        click.echo(_json(frame.to_dict(orient="records")))
+    else:
+        click.echo(_table(frame))
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
+
+TABLE_OR_JSON = click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table",
+    show_default=True, help="Output format.",
+)
 
 OUTPUT = click.option(
     "-o", "--output", type=click.Choice(["table", "yaml", "json"]), default="table",
@@ -213,18 +226,13 @@ def get(ctx: click.Context, name: str | None, output: str) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format.")
+@TABLE_OR_JSON
 @click.pass_context
 @handles_errors
 def history(ctx: click.Context, name: str, output: str) -> None:
     """Every revision of overlay NAME, oldest first: who, when, what changed."""
     with _plane(ctx) as cp:
-        frame = _history_frame(cp, name)
-        if output == "json":
-            click.echo(_json(frame.reset_index().to_dict(orient="records")))
-        else:
-            click.echo(_table(frame.reset_index()))
+        _emit(_history_frame(cp, name).reset_index(), output)
 
 
 def _history_frame(cp: ControlPlane, name: str) -> pd.DataFrame:
@@ -273,37 +281,29 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format.")
+@TABLE_OR_JSON
 @click.pass_context
 @handles_errors
 def models_list(ctx: click.Context, output: str) -> None:
     """One line per registered model."""
     with _plane(ctx) as cp:
-        frame = cp.models.list()
-        if output == "json":
-            click.echo(_json(frame.to_dict(orient="records")))
-        else:
-            click.echo(_table(frame))
+        _emit(cp.models.list(), output)
 
 
 @models.command("versions")
 @click.argument("name")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format.")
+@TABLE_OR_JSON
 @click.pass_context
 @handles_errors
 def models_versions(ctx: click.Context, name: str, output: str) -> None:
     """Versions of model NAME: label, SHA-256, created, source, aliases."""
     with _plane(ctx) as cp:
         frame = cp.models.versions(name)
-        if output == "json":
-            click.echo(_json(frame.to_dict(orient="records")))
-        else:
+        if output == "table":
             frame = frame.assign(sha256=frame["sha256"].str[:12])
             if "ui" in frame and frame["ui"].isna().all():
                 frame = frame.drop(columns=["ui"])  # no MLflow UI address configured
-            click.echo(_table(frame))
+        _emit(frame, output)
 
 
 def _pairs(option: str, items: tuple[str, ...]) -> dict[str, Any]:
@@ -341,8 +341,7 @@ def _pairs(option: str, items: tuple[str, ...]) -> dict[str, Any]:
               "memory=4Gi.")
 @click.option("--label", default=None, help="A label for the version, e.g. v1.0.4-alpha.")
 @click.option("--description", default=None, help="A description for the version.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="Output format.")
+@TABLE_OR_JSON
 @click.pass_context
 @handles_errors
 def models_register(ctx: click.Context, name: str, uri: str | None, provider: str | None,
