@@ -103,13 +103,42 @@ class ControlPlane:
         self.overlays = Overlays(self)
         # Moving an alias (cp.models.set_alias / rollback) changes what overlays naming
         # model@alias serve: each gets a new revision, so the data plane sees the change.
+        # A move that an overlay naming the alias could not follow is refused before it is made.
         self.models.alias_listeners.append(self._on_alias_move)
+        self.models.alias_checks.append(self._check_alias_move)
 
     def close(self) -> None:
         """Close the store's connections and stop following alias moves."""
         with contextlib.suppress(ValueError):
             self.models.alias_listeners.remove(self._on_alias_move)
+        with contextlib.suppress(ValueError):
+            self.models.alias_checks.remove(self._check_alias_move)
         self.store.close()
+
+    def _check_alias_move(self, move: AliasMove) -> None:
+        """ConflictError, before anything moves, if an overlay naming the alias cannot follow."""
+        problems: list[str] = []
+        for rev in self.store.list():
+            if rev.overlay is None or not _names_alias(rev.overlay.spec, move.name, move.alias):
+                continue
+            if move.to_version is None:
+                problems.append(f"overlay {rev.name!r} routes to it")
+                continue
+            doc = rev.overlay.to_dict()
+            spec = doc["spec"]
+            for entry in [*spec["routes"], *([spec["shadow"]] if spec.get("shadow") else [])]:
+                if entry["model"] == move.name and entry.get("alias") == move.alias:
+                    entry["version"] = move.to_version
+            try:
+                parse_overlay(doc)
+            except ValidationError as err:
+                problems.append(f"overlay {rev.name!r} could not follow ({err})")
+        if problems:
+            target = move.to_version or "(deleted)"
+            raise ConflictError(
+                f"{move.name}@{move.alias} was not moved to {target}: " + "; ".join(problems)
+                + ". Change those overlays first (route them to a version or another alias)"
+            )
 
     def _on_alias_move(self, move: AliasMove) -> None:
         """Write a new revision of every overlay whose routes or shadow name the alias."""
@@ -131,6 +160,8 @@ class ControlPlane:
                         break
                     except ConflictError:
                         rev = self.store.get(rev.name)
+                else:
+                    raise ConflictError("it kept changing during 5 attempts: re-apply it")
             except OverlayError as err:  # one overlay refusing must not stop the others
                 failures.append(f"overlay {rev.name!r} kept revision {rev.revision}: {err}")
         if failures:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from overlay_sdk.registry_identity import (
     prepare_version,
     stored_config,
 )
+from overlay_sdk.registry_providers import check_free_text
 from overlay_sdk.registry_resources import Resources
 from overlay_sdk.registry_ui import UI_ENV, ui_base, ui_link
 from overlay_sdk.registry_verify import VerifyResult, verify_version
@@ -137,7 +139,10 @@ class ModelRegistry(AliasesMixin):
     ``http://127.0.0.1:5000`` from ``mlflow ui --backend-store-uri <tracking_uri>``); it
     gives :meth:`versions` its ``ui`` links. Default: ``$OVERLAY_MLFLOW_UI``, else the
     tracking URI itself when it is an ``http(s)://`` tracking server (which serves the UI),
-    else none. ``ui_url=""`` turns the links off.
+    else none. ``ui_url=""`` turns the links off. A malformed ``ui_url`` fails here; a
+    malformed ``$OVERLAY_MLFLOW_UI`` (read here) fails only where links are needed:
+    :attr:`ui_url` and :meth:`versions` raise ValidationError naming it
+    (:mod:`overlay_sdk.registry_ui`).
     """
 
     def __init__(
@@ -165,7 +170,10 @@ class ModelRegistry(AliasesMixin):
         self.registry_uri = registry_uri or tracking_uri
         self.lock_dir = Path(lock_dir)
         self.artifact_location = artifact_location
-        self.ui_url = ui_base(ui_url, tracking_uri)
+        # an explicit argument is checked now; the variable when links are first needed
+        self._ui: tuple[str | None] | None = (
+            None if ui_url is None else (ui_base(ui_url, tracking_uri),))
+        self._ui_environ = {UI_ENV: os.environ[UI_ENV]} if UI_ENV in os.environ else {}
         self._mlflow = MlflowBackend(tracking_uri, self.registry_uri, artifact_location)
 
     @classmethod
@@ -173,6 +181,15 @@ class ModelRegistry(AliasesMixin):
         """The embedded default: ``sqlite:///<home>/mlflow.db``, artifacts in
         ``<home>/mlartifacts``, lock file ``<home>/registry.lock``."""
         return cls(f"sqlite:///{Path(home).expanduser().absolute()}/mlflow.db")
+
+    @property
+    def ui_url(self) -> str | None:
+        """The MLflow UI address :meth:`versions` links to (None: no links); ValidationError
+        naming ``OVERLAY_MLFLOW_UI`` when that variable (as it was when the registry was
+        made) is malformed."""
+        if self._ui is None:
+            self._ui = (ui_base(None, self.tracking_uri, environ=self._ui_environ),)
+        return self._ui[0]
 
     def __repr__(self) -> str:
         return f"ModelRegistry({safe_uri(self.tracking_uri)!r})"
@@ -222,11 +239,14 @@ class ModelRegistry(AliasesMixin):
         makes another version (:mod:`overlay_sdk.registry_resources`). ``label`` is free
         text such as "v1.0.4-alpha". Label and description are not part of the identity:
         identical content registered with another label returns the existing version,
-        which keeps its label.
+        which keeps its label. A label or description that looks like it holds a secret (a
+        key, a token, a URL with a password) is refused, masked.
         """
         _check_name(name)
         _check_text(label, "label", _MAX_LABEL)
         _check_text(description, "description", _MAX_DESCRIPTION)
+        check_free_text(label, "label")
+        check_free_text(description, "description")
         with tempfile.TemporaryDirectory(prefix="overlay-register-") as tmp:
             sha, artifacts, tags = prepare_version(
                 Path(tmp), self._mlflow, model=model, flavor=flavor, reference=reference,
@@ -323,10 +343,13 @@ class ModelRegistry(AliasesMixin):
     def versions(self, name: str) -> pd.DataFrame:
         """One row per version of ``name`` (:data:`VERSION_COLUMNS`), oldest first; ``ui``
         links to the version in the MLflow UI, or is None without a UI address
-        (see :class:`ModelRegistry`)."""
-        aliases = dict(self._mlflow.registered_model(_check_name(name)).aliases)
+        (see :class:`ModelRegistry`; a malformed ``$OVERLAY_MLFLOW_UI`` raises
+        ValidationError naming it)."""
+        _check_name(name)
+        ui_url = self.ui_url
+        aliases = dict(self._mlflow.registered_model(name).aliases)
         return versions_frame([_to_version(mv, aliases)
-                               for mv in self._mlflow.search_versions(name)], ui_url=self.ui_url)
+                               for mv in self._mlflow.search_versions(name)], ui_url=ui_url)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str) or not re.match(MODEL_NAME, name):

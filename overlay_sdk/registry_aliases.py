@@ -1,9 +1,9 @@
 """Model aliases with a recorded history, and rollback in time: ``cp.models.rollback(...)``.
 
 :class:`AliasesMixin` is a base class of :class:`overlay_sdk.registry.ModelRegistry`; it uses
-the registry's ``_mlflow`` backend, ``lock_dir``, :meth:`get`, :meth:`resolve` and
-:meth:`versions`. Aliases are MLflow registered-model aliases (``set_alias`` is an idempotent
-upsert, as in MLflow). MLflow keeps no alias history, so every move made here is also recorded
+the registry's ``_mlflow`` backend, ``lock_dir``, :meth:`get` and :meth:`resolve`. Aliases
+are MLflow registered-model aliases (``set_alias`` is an idempotent upsert, as in MLflow).
+MLflow keeps no alias history, so every move made here is also recorded
 in the registry itself, in a registered-model tag (works with any tracking URI, visible in the
 MLflow UI)::
 
@@ -26,6 +26,22 @@ deleted). All listeners run even when one raises; the move stays recorded (it ha
 then a :class:`~overlay_sdk.errors.BackendError` names each failed listener and its error (the
 first error is its ``__cause__``), so the caller knows overlays may still serve the old
 version.
+
+**The check contract.** Listeners learn of a move after it happened; a move that would break
+an overlay must be refused before. So each callable in :attr:`AliasesMixin.alias_checks` is
+called in order with the *prospective* :class:`AliasMove` (``at`` is the time it would be
+recorded, ``to_version`` None for a delete) by :meth:`~AliasesMixin.set_alias`,
+:meth:`~AliasesMixin.rollback` and :meth:`~AliasesMixin.delete_alias`, after the arguments
+are validated and before anything is recorded or moved, inside the registry's alias lock
+(so a check must not move aliases itself). No-op moves run no checks. The first check that
+raises stops the move, with nothing recorded or moved and no listener called: an
+:class:`~overlay_sdk.errors.OverlayError` (a ValidationError, ConflictError...) propagates
+unchanged; any other exception becomes a :class:`~overlay_sdk.errors.BackendError` naming
+the check (the exception is its ``__cause__``). The client registers a check refusing a
+move when an overlay naming ``move.name@move.alias`` could not take ``move.to_version``.
+
+Messages quoting an exception (a listener's or a check's, MLflow's) mask credentials
+(:func:`~overlay_sdk.registry_redact.redact`).
 """
 
 from __future__ import annotations
@@ -42,8 +58,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from overlay_sdk.errors import BackendError, NotFoundError, ValidationError
+from overlay_sdk.errors import BackendError, NotFoundError, OverlayError, ValidationError
 from overlay_sdk.registry_backend import file_lock
+from overlay_sdk.registry_identity import TAG_LABEL
+from overlay_sdk.registry_redact import redact
 from overlay_sdk.spec import ALIAS, MODEL_NAME, VERSION, ModelRef
 from overlay_sdk.when import ACCEPTED_FORMS, parse_when, to_utc
 
@@ -56,6 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HISTORY_COLUMNS",
     "TAG_PREFIX",
+    "AliasCheck",
     "AliasListener",
     "AliasMove",
     "AliasRecord",
@@ -81,7 +100,8 @@ _log = logging.getLogger(__name__)
 class AliasMove:
     """One recorded move of ``name@alias`` from ``from_version`` to ``to_version`` (None:
     the alias did not exist / was deleted), at ``at`` (UTC), by ``author``, because
-    ``reason``. What :attr:`AliasesMixin.alias_listeners` receive."""
+    ``reason``. What :attr:`AliasesMixin.alias_listeners` receive after the move, and
+    :attr:`AliasesMixin.alias_checks` before it."""
 
     name: str
     alias: str
@@ -98,6 +118,9 @@ class AliasMove:
 
 AliasListener = Callable[[AliasMove], None]
 """Called with each :class:`AliasMove` after it is recorded (see the module docstring)."""
+AliasCheck = Callable[[AliasMove], None]
+"""Called with each prospective :class:`AliasMove` before anything is recorded; raising
+refuses the move (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,16 @@ def _check_name(name: Any) -> str:
             "'.', '_' and '-', starting with a letter or digit, e.g. 'fraud-detector'"
         )
     return name
+
+
+def _check_now(now: Any) -> None:
+    """``now`` of a rollback: None or a tz-aware datetime; ValidationError at ``now``."""
+    if now is not None and not isinstance(now, datetime):
+        raise ValidationError.at("now", f"give a tz-aware datetime such as "
+                                 f"datetime.now(UTC), or None for the registry's clock; got "
+                                 f"{type(now).__name__} {now!r:.60}")
+    if now is not None:
+        to_utc(now, field="now")
 
 
 def _check_alias(alias: Any, field: str = "alias") -> str:
@@ -199,8 +232,9 @@ class AliasesMixin:
 
     ``clock`` (a callable returning a tz-aware datetime, default ``datetime.now(UTC)``) gives
     the time recorded for each move and the ``now`` that relative phrases count back from;
-    assign another callable to an instance to fix time in tests. ``alias_listeners`` are
-    called after each move (see the module docstring).
+    assign another callable to an instance to fix time in tests. ``alias_checks`` are
+    called before each move and may refuse it; ``alias_listeners`` are called after each
+    move (see the module docstring).
     """
 
     if TYPE_CHECKING:
@@ -221,6 +255,16 @@ class AliasesMixin:
         if listeners is None:
             listeners = self.__dict__["_alias_listeners"] = []
         return listeners
+
+    @property
+    def alias_checks(self) -> list[AliasCheck]:
+        """Callables run with each prospective :class:`AliasMove` before anything is
+        recorded or moved; one that raises refuses the move (this instance's list; append
+        to it; see the module docstring)."""
+        checks: list[AliasCheck] | None = self.__dict__.get("_alias_checks")
+        if checks is None:
+            checks = self.__dict__["_alias_checks"] = []
+        return checks
 
     # -- aliases ---------------------------------------------------------------------------
 
@@ -290,6 +334,7 @@ class AliasesMixin:
         """The version :meth:`rollback` with the same arguments would move ``alias`` to,
         without moving it (a dry run)."""
         _check_alias(alias)
+        _check_now(now)
         records = self._history_or_raise(name, alias)
         if isinstance(to, str) and to.strip().lower() == "previous":
             return self.get(name, self._previous(name, alias, records))
@@ -299,6 +344,8 @@ class AliasesMixin:
             return self.get(name, to)
         if isinstance(to, str) and re.match(VERSION, to.strip()):
             return self.get(name, to.strip())
+        if isinstance(to, str) and re.fullmatch(r"[0-9]+", to.strip()) and int(to) == 0:
+            raise ValidationError.at("to", f"{to!r} is not a version: versions start at 1")
         if isinstance(to, str):
             labelled = self._by_label(name, to)
             if labelled is not None:
@@ -332,12 +379,13 @@ class AliasesMixin:
         - a time (tz-aware datetime, ISO 8601 text with an offset, ``"yesterday"``,
           ``"2 hours ago"``...; see :mod:`overlay_sdk.when`): the version serving at that
           time (:meth:`serving_at`). ``now`` (default: :attr:`clock`) is what phrases count
-          back from.
+          back from; ValidationError at ``now`` unless it is a tz-aware datetime or None.
 
         NotFoundError when the alias was never set here, when "previous" has no earlier
         position, or when the time is before the alias was first set (the message says
         when); ValidationError for anything else, listing the accepted forms. Rolling back
-        to the current version records nothing. The move runs :attr:`alias_listeners`.
+        to the current version records nothing. The move runs :attr:`alias_checks` before
+        and :attr:`alias_listeners` after.
         """
         target = self.rollback_target(name, to, alias=alias, now=now)
         if reason is None:
@@ -380,8 +428,9 @@ class AliasesMixin:
         return previous
 
     def _by_label(self, name: str, label: str) -> ModelVersion | None:
-        frame = self.versions(name)
-        matches = [str(v) for v in frame.loc[frame["label"] == label, "version"]]
+        # from the tags, not versions(): that needs the UI address, which may be malformed
+        matches = [str(mv.version) for mv in self._mlflow.search_versions(name)
+                   if (mv.tags or {}).get(TAG_LABEL) == label]
         if len(matches) > 1:
             raise ValidationError.at(
                 "to", f"label {label!r} names versions {', '.join(matches)} of {name!r}; "
@@ -399,8 +448,8 @@ class AliasesMixin:
 
     def _move(self, name: str, alias: str, version: str | None, author: str | None,
               reason: str | None) -> AliasMove | None:
-        """Record and make one move (None: delete), then run the listeners; None when the
-        alias already is where it should be."""
+        """Run the checks, record and make one move (None: delete), then run the
+        listeners; None when the alias already is where it should be."""
         who = _check_text(author, "author", _MAX_AUTHOR) or _default_author()
         why = _check_text(reason, "reason", _MAX_REASON)
         client = self._mlflow.client
@@ -414,6 +463,8 @@ class AliasesMixin:
                 return None
             previous = current if current != version else (last.version if last else None)
             at_ms = max(_to_ms(self.clock()), last.at_ms + 1 if last else 0)
+            move = AliasMove(name, alias, previous, version, _EPOCH + at_ms * _MS, who, why)
+            self._check_move(move)  # raises: nothing recorded or moved
             key = f"{TAG_PREFIX}{alias}.{at_ms:013d}"
             with self._mlflow.failures(f"recording the move of {name}@{alias}"):
                 client.set_registered_model_tag(
@@ -428,10 +479,21 @@ class AliasesMixin:
                 with contextlib.suppress(Exception):
                     client.delete_registered_model_tag(name, key)
                 raise
-        move = AliasMove(name, alias, previous, version, _EPOCH + at_ms * _MS, who, why)
         _log.info("moved %s", move)
         self._notify(move)
         return move
+
+    def _check_move(self, move: AliasMove) -> None:
+        for check in list(self.alias_checks):
+            try:
+                check(move)
+            except OverlayError:
+                raise
+            except Exception as err:
+                raise BackendError(redact(
+                    f"alias check {getattr(check, '__qualname__', repr(check))} failed on "
+                    f"{move} ({type(err).__name__}: {err}); nothing was recorded or moved: fix "
+                    "the check, or remove it from alias_checks")) from err
 
     def _notify(self, move: AliasMove) -> None:
         failures: list[tuple[Any, Exception]] = []
@@ -443,10 +505,10 @@ class AliasesMixin:
         if failures:
             detail = "; ".join(f"{getattr(fn, '__qualname__', repr(fn))}: "
                                f"{type(err).__name__}: {err}" for fn, err in failures)
-            raise BackendError(
+            raise BackendError(redact(
                 f"{move} was recorded, but {len(failures)} of {len(self.alias_listeners)} alias "
                 f"listener(s) failed: {detail}; overlays naming {move.name}@{move.alias} may "
-                "still serve the old version: re-apply them") from failures[0][1]
+                "still serve the old version: re-apply them")) from failures[0][1]
 
 
 def _position(records: list[AliasRecord], at: datetime) -> AliasRecord | None:

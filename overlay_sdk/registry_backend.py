@@ -2,7 +2,8 @@
 
 :class:`overlay_sdk.registry.ModelRegistry` (validation, identity, locking, DataFrames)
 calls :class:`MlflowBackend` for every read and write. Here MLflow failures become
-:class:`~overlay_sdk.errors.BackendError` naming the tracking URI (password masked),
+:class:`~overlay_sdk.errors.BackendError` naming the tracking URI (credentials masked by
+:func:`~overlay_sdk.registry_redact.redact`, in MLflow's error text too),
 missing models, versions and aliases become :class:`~overlay_sdk.errors.NotFoundError`
 saying what exists, and a failed registration is undone. Every call uses an explicit
 tracking/registry URI (never MLflow's global default, which would create ``./mlflow.db``).
@@ -21,9 +22,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from overlay_sdk.errors import BackendError, NotFoundError, OverlayError
+from overlay_sdk.registry_redact import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,9 +40,9 @@ _HINT = ("check that the URI is right, that the server or database is reachable 
 
 
 def safe_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``, for messages."""
-    password = urlsplit(uri).password
-    return uri.replace(f":{password}@", ":***@") if password else uri
+    """``uri`` with any password and secret query value replaced by ``***``, for messages
+    (:func:`~overlay_sdk.registry_redact.redact`)."""
+    return redact(uri)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -81,8 +82,8 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+b")  # noqa: SIM115 - closed below, after the lock is released
     except OSError as err:
-        raise BackendError(f"cannot open the registry lock {path} ({err}); pass a writable "
-                           "lock_dir") from err
+        raise BackendError(redact(f"cannot open the registry lock {path} ({err}); pass a "
+                                  "writable lock_dir")) from None
     with handle:
         deadline = time.monotonic() + timeout
         while True:
@@ -113,16 +114,20 @@ class MlflowBackend:
 
     @contextlib.contextmanager
     def failures(self, doing: str, hint: str = _HINT) -> Iterator[None]:
-        """Turn any failure below us into a BackendError naming the tracking URI."""
+        """Turn any failure below us into a BackendError naming the tracking URI.
+
+        The message quotes the failure's text with credentials masked (:func:`redact`:
+        MLflow's errors repeat the request URL, password included); the original exception
+        is not chained (``from None``), so no traceback printer shows it unmasked."""
         try:
             yield
         except OverlayError:
             raise
         except Exception as err:
-            raise BackendError(
-                f"MLflow failed while {doing} (tracking URI {safe_uri(self.tracking_uri)}): "
+            raise BackendError(redact(
+                f"MLflow failed while {doing} (tracking URI {self.tracking_uri}): "
                 f"{type(err).__name__}: {err}; {hint}"
-            ) from err
+            )) from None
 
     @property
     def client(self) -> MlflowClient:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlay_sdk.errors import NotFoundError, ValidationError
+from overlay_sdk.registry_redact import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +59,7 @@ class ModelUri:
 
 
 def _bad(message: str) -> ValidationError:
-    return ValidationError.at("model", message)
+    return ValidationError.at("model", redact(message))
 
 
 def parse_model_uri(text: str) -> ModelUri:
@@ -101,7 +102,7 @@ def parse_model_uri(text: str) -> ModelUri:
 
 
 def _not_found(uri: ModelUri, err: NotFoundError) -> NotFoundError:
-    return NotFoundError(f"model={uri.text!r}: {err}")
+    return NotFoundError(redact(f"model={uri.text!r}: {err}"))
 
 
 def _download(backend: MlflowBackend, uri: ModelUri, dst: Path) -> tuple[Path | None, str]:
@@ -179,15 +180,15 @@ def import_model(backend: MlflowBackend, text: str, tmp: Path, *, flavor: str | 
                                      f"leave {field} out, or log the model again with it")
     local, source = _download(backend, uri, tmp / "download")
     if local is None or not (local / "MLmodel").is_file():
-        raise NotFoundError(f"model={text!r}: no MLflow model (MLmodel file) is stored there; "
-                            "pass the model_uri that log_model returned")
+        raise NotFoundError(redact(f"model={text!r}: no MLflow model (MLmodel file) is stored "
+                                   "there; pass the model_uri that log_model returned"))
     for name in IGNORED_FILES:  # MLflow's download bookkeeping, not the model
         (local / name).unlink(missing_ok=True)
     try:
         meta = Model.load(str(local))
     except Exception as err:  # a hand-written or damaged MLmodel: YAML or MLflow errors
         raise _bad(f"the MLmodel file of {text} cannot be read ({type(err).__name__}: {err}); "
-                   "log the model again with mlflow.<flavor>.log_model") from err
+                   "log the model again with mlflow.<flavor>.log_model") from None
     detected = _flavor(dict(meta.flavors), flavor, text)
     features: tuple[str, ...] = ()
     sig = meta.signature

@@ -11,16 +11,20 @@ Secrets: the version stores the *name* of the environment variable that holds th
 (``api_key_env``), never its value, and registration does not read the value. What looks
 like a secret where a name or a setting belongs is refused (:func:`looks_like_secret`):
 an ``api_key_env`` that is not a variable name, a ``params`` entry whose key names a
-secret (``api_key``, ``access_token``, ``password``...) and any ``params`` string that looks
-like a key (prefixes such as ``sk-``, ``sk-ant-``, ``ghp_``, ``AKIA``, ``Bearer ``; or a
-long random-looking token). Error messages show such values masked (:func:`mask`).
+secret (``api_key``, ``access_token``, ``password``...: :func:`secret_key`), and any
+``params`` string or key that :func:`contains_secret`: it looks like a key (prefixes such as
+``sk-``, ``sk-ant-``, ``ghp_``, ``AKIA``, ``Bearer ``; or a long random-looking token), has
+such a word, or holds a URL with credentials (``https://user:pw@host``, ``?key=...``,
+``?token=...``, a token as the user name). ``register`` refuses a ``label`` or
+``description`` that :func:`contains_secret` the same way, for every kind of model
+(:func:`check_free_text`). Error messages show such values masked (:func:`mask`), and a
+secret-looking key is never echoed in the field path.
 
 Pure: no MLflow, no environment reads beyond whether the variable is set.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
@@ -32,6 +36,7 @@ from typing import Any
 
 from overlay_sdk import hashing
 from overlay_sdk.errors import ValidationError
+from overlay_sdk.registry_redact import has_credentials, secret_key, url_users
 
 __all__ = [
     "ENV_NAME",
@@ -40,9 +45,12 @@ __all__ = [
     "PROVIDERS",
     "PROVIDER_FILE",
     "ProviderConfig",
+    "check_free_text",
+    "contains_secret",
     "looks_like_secret",
     "mask",
     "provider_config",
+    "secret_key",
 ]
 
 PROVIDERS = ("anthropic", "cohere", "ollama", "openai")
@@ -61,11 +69,6 @@ _CLOUD_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{16}$")
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
 _AUTH_HEADER = re.compile(r"^(?i:bearer|basic|token) +[A-Za-z0-9+/=._~-]{12,}$")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9+/=_.-]+$")
-_SECRET_WORDS = frozenset({"apikey", "authorization", "credential", "credentials", "passphrase",
-                           "passwd", "password", "secret"})
-_KEY_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"),
-                        ("secret", "key"), ("client", "secret")})
-_TOKEN_OWNERS = frozenset({"access", "api", "auth", "bearer", "id", "refresh", "session"})
 
 
 @dataclass(frozen=True)
@@ -126,17 +129,27 @@ def looks_like_secret(value: str) -> bool:
     return mixed and _entropy(text) >= 4.0
 
 
-def _secret_key(key: str) -> bool:
-    """Whether a ``params`` key names a secret (``api_key``, ``x-api-key``, ``accessToken``,
-    ``password``), but not a setting such as ``max_tokens`` or ``key_prefix``."""
-    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", key)]
-    if not words:
-        return False
-    if _SECRET_WORDS & set(words) or _KEY_PAIRS & set(itertools.pairwise(words)):
+def contains_secret(text: str) -> bool:
+    """Whether free text (a label, a description, a ``params`` string or key) carries a
+    secret: it :func:`looks_like_secret` as a whole, or one of its words of 16+ characters
+    does, or a URL in it has a password, a secret query parameter (``?key=``, ``?token=``:
+    :func:`~overlay_sdk.registry_redact.redact`) or a key-like user name."""
+    if looks_like_secret(text) or has_credentials(text):
         return True
-    if words == ["key"] or words == ["token"]:
+    if any(looks_like_secret(user) for user in url_users(text)):
         return True
-    return words[-1] == "token" and len(words) > 1 and words[-2] in _TOKEN_OWNERS
+    return any(len(word) >= 16 and looks_like_secret(word)
+               for word in re.split(r"[\s'\"`(),;<>\[\]{}]+", text))
+
+
+def check_free_text(value: str | None, field: str) -> None:
+    """ValidationError at ``field`` (the value masked) when a label or description
+    :func:`contains_secret`: they are stored in plain sight, as MLflow tags and
+    descriptions."""
+    if value is not None and contains_secret(value):
+        raise ValidationError.at(field, f"looks like it holds a secret (an API key, token or a "
+                                 f"URL with credentials) {mask(value)}; labels and descriptions"
+                                 " are stored in plain sight: remove it (nothing was stored)")
 
 
 def _refuse(path: str, what: str) -> ValidationError:
@@ -156,14 +169,19 @@ def _check_params(value: Any, path: str, depth: int = 0) -> Any:
             if not isinstance(key, str):
                 raise ValidationError.at(path, f"keys must be strings, got {type(key).__name__}"
                                          f" {key!r:.40}; write the key as a string")
-            if _secret_key(key) and item is not None:
+            if contains_secret(key):  # never echo it: the path stops above it
+                raise _refuse(path, f"has a key that looks like an API key or token {mask(key)}")
+            if secret_key(key) and item is not None:
                 raise _refuse(f"{path}.{key}", "names a secret (an API key, token or password)")
             out[key] = _check_params(item, f"{path}.{key}", depth + 1)
         return out
     if isinstance(value, list | tuple):
         return [_check_params(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, str):
-        if looks_like_secret(value):
+        if has_credentials(value) or any(looks_like_secret(u) for u in url_users(value)):
+            raise _refuse(path, f"holds a URL with credentials (a password, a token as the user"
+                          f" name or a secret query parameter such as ?key=) {mask(value)}")
+        if contains_secret(value):
             raise _refuse(path, f"holds a value that looks like an API key or token {mask(value)}")
         return value
     if isinstance(value, float) and not math.isfinite(value):

@@ -52,8 +52,11 @@ def test_help_lists_commands_and_exit_codes() -> None:
     for command in ("init", "apply", "get", "history", "rollback", "delete", "models"):
         assert command in result.output
     assert "Exit codes" in result.output
-    sub = CliRunner().invoke(cli, ["models", "--help"])
-    assert "versions" in sub.output and "list" in sub.output
+    sub = CliRunner().invoke(cli, ["models", "--help"]).output
+    for command in ("list", "versions", "register", "rollback", "verify", "alias", "serving-at"):
+        assert command in sub
+    alias = CliRunner().invoke(cli, ["models", "alias", "--help"]).output
+    assert all(c in alias for c in ("set", "delete", "history"))
 
 
 def test_init_creates_the_home(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -268,3 +271,64 @@ def test_models_rollback_moves_the_alias_and_the_overlays_follow(tmp_path: Path)
     none = runner.invoke(cli, ["--home", str(home), "models", "rollback", "churn", "--alias",
                                "never"])
     assert none.exit_code == 3
+
+
+def test_alias_commands_from_the_terminal_alone(tmp_path: Path) -> None:
+    import overlay_sdk as ov
+
+    from .conftest import _fit
+
+    home = tmp_path / "own-home"
+    with ov.connect(home) as cp:
+        for c in (1.0, 2.0):
+            cp.models.register("churn", model=_fit(c), label=f"c{c:g}")
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, ["--home", str(home), "--author", "ops", *args])
+
+    assert run("models", "alias", "set", "churn", "serving", "1").output.strip() == \
+        "churn@serving -> 1"
+    follower = DOC.replace("name: scoring", "name: follower").split("  routes:")[0] + (
+        "  routes: [{model: churn, alias: serving, weight: 100}]\n")
+    clash = DOC.replace("fraud", "churn").replace('version: "1", weight: 90',
+                                                  'alias: serving, weight: 90')
+    assert run("apply", "-f", write(tmp_path, follower)).exit_code == 0
+    assert run("apply", "-f", write(tmp_path, clash, "clash.yaml")).exit_code == 0
+    refused = run("models", "alias", "set", "churn", "serving", "2")  # clash routes churn:2
+    assert refused.exit_code == 4 and "'scoring'" in refused.stderr
+    assert run("delete", "scoring").exit_code == 0
+    assert run("models", "alias", "set", "churn", "serving", "2", "-m", "better").exit_code == 0
+    got = yaml.safe_load(run("get", "follower", "-o", "yaml").output)
+    assert got["spec"]["routes"][0]["version"] == "2"  # the overlay followed the alias
+    rows = json.loads(run("models", "alias", "history", "churn", "-o", "json").output)
+    assert [(r["version"], r["author"], r["reason"]) for r in rows] == [
+        ("1", "ops", None), ("2", "ops", "better")]
+    assert "churn@serving at " in run("models", "serving-at", "churn", rows[0]["time"]).output
+    assert run("models", "alias", "delete", "churn", "unused").exit_code == 3
+    assert run("models", "alias", "set", "churn", "serving", "9").exit_code == 3
+    assert run("models", "alias", "set", "churn", "bad alias!", "1").exit_code == 2
+    assert run("models", "serving-at", "churn", "someday").exit_code == 2
+
+
+def test_register_refuses_options_of_another_kind(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("models", "register", "x", "--image", "ghcr.io/a/b:1", "--param", "model=x")
+    assert result.exit_code == 2 and "--param" in result.stderr
+    result = run("models", "register", "x", "--uri", "models:/fraud/1", "--port", "9000")
+    assert result.exit_code == 2 and "--port" in result.stderr
+
+
+def test_conflict_and_backend_exit_codes(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from unittest import mock
+
+    from overlay_sdk.errors import BackendError, ConflictError
+
+    run("apply", "-f", write(tmp_path, DOC))
+    with mock.patch("overlay_sdk.client.Overlay.rollback",
+                    side_effect=ConflictError("overlay 'scoring' changed since it was read")):
+        result = run("rollback", "scoring", "--to", "1")
+    assert result.exit_code == 4 and "changed since" in result.stderr
+    with mock.patch("overlay_sdk.client.Overlays.list",
+                    side_effect=BackendError("store at /x failed: disk I/O error")):
+        result = run("get")
+    assert result.exit_code == 5 and "disk I/O error" in result.stderr

@@ -393,13 +393,41 @@ def test_moving_an_alias_writes_a_revision_of_each_overlay_naming_it(cp: Control
     assert other.refresh().revision == 1
 
 
-def test_an_overlay_refusing_an_alias_move_does_not_stop_the_others(cp: ControlPlane) -> None:
+def test_an_alias_move_an_overlay_could_not_follow_is_refused_before_it_is_made(
+    cp: ControlPlane,
+) -> None:
     cp.models.set_alias("fraud", "cand", "3")
     clash = cp.overlays.create("clash", host=HOST, routes={"fraud:2": 100}, shadow="fraud@cand")
     follows = cp.overlays.create("follows", host=HOST, routes={"fraud@cand": 100})
-    with pytest.raises(ov.BackendError, match="'clash' kept revision 1") as info:
+    history = cp.models.alias_history("fraud", alias="cand")
+    with pytest.raises(ConflictError, match="'clash' could not follow") as info:
         cp.models.set_alias("fraud", "cand", "2")  # would shadow the version clash routes to
     assert "also a primary route" in str(info.value)
-    assert clash.refresh().revision == 1
+    with pytest.raises(ConflictError, match="'clash' routes to it"):
+        cp.models.delete_alias("fraud", "cand")
+    assert cp.models.get_version_by_alias("fraud", "cand").version == "3"  # nothing moved
+    assert cp.models.alias_history("fraud", alias="cand").equals(history)
+    assert (clash.refresh().revision, follows.refresh().revision) == (1, 1)
+    cp.overlays.delete("clash")
+    cp.models.set_alias("fraud", "cand", "2")
     assert follows.refresh().spec.routes[0].version == "2"
-    assert cp.models.get_version_by_alias("fraud", "cand").version == "2"  # the move stands
+
+
+def test_a_failing_follower_does_not_stop_the_others(cp: ControlPlane) -> None:
+    from unittest import mock
+
+    cp.models.set_alias("fraud", "many", "1")
+    first = cp.overlays.create("first", host=HOST, routes={"fraud@many": 100})
+    second = cp.overlays.create("second", host=HOST, routes={"fraud@many": 100})
+    real_write = cp._write
+
+    def flaky(doc, **kw):  # type: ignore[no-untyped-def]
+        if doc["metadata"]["name"] == "first":
+            raise ov.BackendError("store at /x failed: disk I/O error")
+        return real_write(doc, **kw)
+
+    with mock.patch.object(cp, "_write", side_effect=flaky), \
+            pytest.raises(ov.BackendError, match="'first' kept revision 1"):
+        cp.models.set_alias("fraud", "many", "2")
+    assert second.refresh().spec.routes[0].version == "2"
+    assert first.refresh().revision == 1

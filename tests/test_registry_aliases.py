@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ import pytest
 from mlflow import MlflowClient
 
 from overlay_sdk import registry_aliases
-from overlay_sdk.errors import BackendError, NotFoundError, ValidationError
-from overlay_sdk.registry import ModelRegistry
+from overlay_sdk.errors import BackendError, ConflictError, NotFoundError, ValidationError
+from overlay_sdk.registry import UI_ENV, ModelRegistry
 from overlay_sdk.registry_aliases import HISTORY_COLUMNS, TAG_PREFIX, AliasesMixin, AliasMove
 from overlay_sdk.when import ACCEPTED_FORMS
 from tests.conftest import _fit
@@ -71,6 +71,7 @@ def reg(shared: Registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]
     monkeypatch.setenv("OVERLAY_AUTHOR", "ana")
     yield shared
     shared.alias_listeners.clear()
+    shared.alias_checks.clear()
 
 
 @pytest.fixture(scope="module")
@@ -498,3 +499,135 @@ def test_a_hand_edited_record_is_skipped_with_a_warning(
     with caplog.at_level("WARNING", logger="overlay_sdk.registry_aliases"):
         assert list(reg.alias_history(MODEL, "edited")["version"]) == ["1", "2"]
     assert caplog.text.count("skipping the malformed alias record tag") == 2
+
+
+# -- checks -------------------------------------------------------------------------------
+
+
+def _state(reg: Registry, client: MlflowClient, alias: str) -> tuple[list[Any], str | None]:
+    """The recorded history and MLflow's alias, to show that nothing changed."""
+    aliases = dict(client.get_registered_model(MODEL).aliases)
+    current = aliases.get(alias)
+    return reg.alias_history(MODEL, alias).to_dict("records"), (
+        None if current is None else str(current))
+
+
+def test_check_lists_belong_to_each_registry(shared: Registry, home: Path) -> None:
+    other = Registry(f"sqlite:///{home}/mlflow.db")
+    assert other.alias_checks == [] and other.alias_checks is other.alias_checks
+    assert other.alias_checks is not shared.alias_checks
+    assert other.alias_checks is not other.alias_listeners
+
+
+def test_checks_get_the_prospective_move_before_anything_is_recorded(
+        reg: Registry, client: MlflowClient) -> None:
+    seen: list[tuple[AliasMove, int, str | None]] = []
+
+    def check(move: AliasMove) -> None:  # sees the state before the move
+        history, current = _state(reg, client, move.alias)
+        seen.append((move, len(history), current))
+
+    reg.alias_checks.append(check)
+    heard: list[AliasMove] = []
+    reg.alias_listeners.append(heard.append)
+    moves(reg, "vetted", (timedelta(0), 1))
+    clock(reg).at = T0 + timedelta(minutes=1)
+    reg.set_alias(MODEL, "vetted", 2, author="bo", reason="promote")
+    clock(reg).at = T0 + timedelta(minutes=2)
+    reg.set_alias(MODEL, "vetted", 2)  # a no-op: no check, no listener
+    clock(reg).at = T0 + timedelta(minutes=3)
+    reg.rollback(MODEL, alias="vetted")
+    clock(reg).at = T0 + timedelta(minutes=4)
+    reg.delete_alias(MODEL, "vetted", reason="retire")
+    expected = [
+        AliasMove(MODEL, "vetted", None, "1", T0, "ana", None),
+        AliasMove(MODEL, "vetted", "1", "2", T0 + timedelta(minutes=1), "bo", "promote"),
+        AliasMove(MODEL, "vetted", "2", "1", T0 + timedelta(minutes=3), "ana",
+                  "rollback to previous"),
+        AliasMove(MODEL, "vetted", "1", None, T0 + timedelta(minutes=4), "ana", "retire"),
+    ]
+    assert [m for m, _, _ in seen] == expected
+    assert [(n, cur) for _, n, cur in seen] == [(0, None), (1, "1"), (2, "2"), (3, "1")]
+    assert heard == expected, "listeners get the very moves the checks approved"
+
+
+@pytest.mark.parametrize("error", [ConflictError("overlay fraud-canary cannot take it"),
+                                   ValidationError.at("spec.routes[0]", "no such feature")])
+def test_a_check_that_raises_stops_every_kind_of_move_with_nothing_recorded(
+        reg: Registry, client: MlflowClient, error: Exception) -> None:
+    moves(reg, "guarded", (timedelta(0), 1), (timedelta(hours=1), 2))
+    before = _state(reg, client, "guarded")
+    heard: list[AliasMove] = []
+    reg.alias_listeners.append(heard.append)
+
+    def refuse(move: AliasMove) -> None:
+        raise error
+
+    reg.alias_checks.append(refuse)
+    clock(reg).at = T0 + timedelta(hours=2)
+    attempts: list[Callable[[], object]] = [lambda: reg.set_alias(MODEL, "guarded", 3),
+                lambda: reg.rollback(MODEL, alias="guarded"),
+                lambda: reg.rollback(MODEL, 1, alias="guarded"),
+                lambda: reg.delete_alias(MODEL, "guarded")]
+    for attempt in attempts:
+        with pytest.raises(type(error)) as info:
+            attempt()
+        assert info.value is error, "the check's error propagates unchanged"
+        assert _state(reg, client, "guarded") == before
+    assert heard == []
+    reg.alias_checks.clear()
+    assert reg.set_alias(MODEL, "guarded", 3).version == "3"
+    assert [m.to_version for m in heard] == ["3"]
+
+
+def test_a_check_failing_otherwise_is_a_backend_error_naming_it(
+        reg: Registry, client: MlflowClient) -> None:
+    moves(reg, "buggy", (timedelta(0), 1))
+    before = _state(reg, client, "buggy")
+    calls: list[str | None] = []
+
+    def broken_check(move: AliasMove) -> None:
+        raise KeyError("overlays")
+
+    reg.alias_checks.extend([broken_check, lambda move: calls.append(move.to_version)])
+    with pytest.raises(BackendError, match=r"alias check .*broken_check failed on churn@buggy: "
+                       r"1 -> 2 .*KeyError.*nothing was recorded or moved") as info:
+        reg.set_alias(MODEL, "buggy", 2)
+    assert isinstance(info.value.__cause__, KeyError)
+    assert calls == [], "the first refusal stops the move"
+    assert _state(reg, client, "buggy") == before
+
+
+# -- rollback arguments -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("now", ["2025-01-05", 1714550400, datetime(2024, 5, 1)])
+def test_rollback_refuses_a_now_that_is_not_a_tz_aware_datetime(reg: Registry, now: Any) -> None:
+    moves(reg, "nowarg", (timedelta(0), 1), (timedelta(hours=1), 2))
+    recorded = len(reg.alias_history(MODEL, "nowarg"))
+    for call in (reg.rollback, reg.rollback_target):
+        with pytest.raises(ValidationError) as info:
+            call(MODEL, 1, alias="nowarg", now=now)
+        assert info.value.paths == ["now"]
+    assert len(reg.alias_history(MODEL, "nowarg")) == recorded
+    assert reg.get_version_by_alias(MODEL, "nowarg").version == "2"
+
+
+@pytest.mark.parametrize("to", [0, "0", " 0 ", "00"])
+def test_rollback_to_version_zero_says_versions_start_at_1(reg: Registry, to: Any) -> None:
+    moves(reg, "zero", (timedelta(0), 1))
+    with pytest.raises(ValidationError, match="versions start at 1") as info:
+        reg.rollback(MODEL, to, alias="zero")
+    assert info.value.paths == ["to"]
+
+
+def test_rollback_to_a_label_works_with_a_malformed_ui_variable(
+        reg: Registry, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(UI_ENV, "not a url")
+    other = Registry(f"sqlite:///{home}/mlflow.db")  # the variable does not stop this
+    other.clock = Clock(T0)
+    moves(reg, "labelled", (timedelta(0), 1))
+    assert other.rollback(MODEL, "C=0.1", alias="labelled").version == "2"
+    with pytest.raises(ValidationError) as info:
+        other.versions(MODEL)
+    assert info.value.paths == [UI_ENV]

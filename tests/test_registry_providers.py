@@ -74,6 +74,44 @@ def test_secrets_passed_by_mistake_are_refused_and_masked(kwargs: dict[str, Any]
             assert value not in str(info.value)
 
 
+PW = "hunter2pass"
+
+
+@pytest.mark.parametrize(("params", "path"), [
+    ({"base_url": f"https://user:{PW}@proxy.example.com/v1"}, "params.base_url"),
+    ({"endpoint": f"https://api.example.com/v1?key={PW}"}, "params.endpoint"),
+    ({"endpoint": f"https://api.example.com/v1?x=1&api_key={PW}"}, "params.endpoint"),
+    ({"hooks": [f"https://hooks.example.com/h?token={PW}"]}, "params.hooks[0]"),
+    ({"repo": "https://ghp_abcdefghijklmnopqrstuvwxyz0123@github.com/a/b"}, "params.repo"),
+])
+def test_urls_with_credentials_in_params_are_refused_and_masked(
+        params: dict[str, Any], path: str) -> None:
+    with pytest.raises(ValidationError, match="URL with credentials") as info:
+        provider_config("openai", {"model": "gpt-4o", **params}, "OPENAI_API_KEY")
+    assert info.value.paths == [path]
+    assert PW not in str(info.value) and "ghp_abc" not in str(info.value)
+
+
+def test_urls_without_credentials_in_params_are_accepted() -> None:
+    params = {"model": "llama3.2", "base_url": "http://user@localhost:11434/v1",
+              "endpoint": "https://h.example.com/openai?api-version=2024-02-01&max_tokens=5"}
+    assert provider_config("ollama", params, None).params == params
+
+
+@pytest.mark.parametrize(("params", "path"), [
+    ({"sk-proj-abc123DEF456ghi789": 1}, "params"),
+    ({"headers": {"Xy7Kq2Lm9Np4Rs6Tu8Vw1Za3Bc5De7Fg0Hj2Kl4M": "x"}}, "params.headers"),
+    ({"routes": [{"Bearer abcdefghijklmnop12": None}]}, "params.routes[0]"),
+])
+def test_keys_that_look_like_secrets_are_refused_and_never_echoed(
+        params: dict[str, Any], path: str) -> None:
+    with pytest.raises(ValidationError, match="has a key that looks like an API key") as info:
+        provider_config("openai", {"model": "gpt-4o", **params}, "OPENAI_API_KEY")
+    assert info.value.paths == [path]
+    for secret in ("abc123DEF456ghi789", "Xy7Kq2Lm9Np4", "abcdefghijklmnop12"):
+        assert secret not in str(info.value)
+
+
 @pytest.mark.parametrize(("kwargs", "path", "hint"), [
     ({**OPENAI, "provider": "azure"}, "provider", "use one of anthropic, cohere, ollama, openai"),
     ({**OPENAI, "api_key_env": None}, "api_key_env", "api_key_env='OPENAI_API_KEY'"),
@@ -315,3 +353,36 @@ def test_a_secret_value_never_appears_in_the_mlflow_store_the_overlay_store_or_l
     assert caplog.records, "logs were captured"
     for text in (logged, out.out, out.err):
         assert secret not in text
+
+
+FREE_TEXT_SECRETS = [
+    "sk-proj-abc123DEF456ghi789", f"mirror of https://ana:{PW}@git.example.com/m",
+    f"see https://s.example.com/m?token={PW}", "key: Xy7Kq2Lm9Np4Rs6Tu8Vw1Za3Bc5De7Fg0Hj2Kl4M.",
+]
+
+
+@pytest.mark.parametrize("field", ["label", "description"])
+@pytest.mark.parametrize("kind", [
+    {"model": None}, {**OPENAI}, {"image": "ghcr.io/acme/scorer:1.4"},
+], ids=["model", "provider", "image"])
+def test_labels_and_descriptions_holding_secrets_are_refused_for_every_kind(
+        registry: ModelRegistry, field: str, kind: dict[str, Any]) -> None:
+    if "model" in kind:
+        from tests.conftest import _fit
+
+        kind = {"model": _fit(0.3)}
+    for text in FREE_TEXT_SECRETS:
+        kwargs: dict[str, Any] = {**kind, field: text}
+        with pytest.raises(ValidationError, match="looks like it holds a secret") as info:
+            registry.register("free-text", **kwargs)
+        assert info.value.paths == [field]
+        for part in ("abc123DEF456", PW, "Xy7Kq2Lm9Np4"):
+            assert part not in str(info.value)
+    assert "free-text" not in registry, "nothing was stored"
+
+
+def test_ordinary_labels_and_descriptions_are_accepted(registry: ModelRegistry) -> None:
+    mv = registry.register("prose", image="ghcr.io/acme/prose:1", label="v1.0.4-alpha",
+                           description="Trained with sk-learn on 2024 data; see "
+                                       "https://wiki.example.com/m?page=2 for the token limits.")
+    assert mv.label == "v1.0.4-alpha"

@@ -65,7 +65,8 @@ def test_where_the_ui_address_comes_from(tmp_path: Path, monkeypatch: pytest.Mon
     assert ModelRegistry("http://mlflow:5000", ui_url="").ui_url is None, "'' turns links off"
 
 
-@pytest.mark.parametrize("bad", ["127.0.0.1:5000", "ftp://host", "http://", "http://h/?x=1"])
+@pytest.mark.parametrize("bad", ["127.0.0.1:5000", "ftp://host", "http://", "http://h/?x=1",
+                                 "http://[::1"])
 def test_a_malformed_ui_address_names_its_origin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str,
 ) -> None:
@@ -73,9 +74,39 @@ def test_a_malformed_ui_address_names_its_origin(
         ModelRegistry(f"sqlite:///{tmp_path}/m.db", ui_url=bad)
     assert info.value.paths == ["ui_url"]
     monkeypatch.setenv(UI_ENV, bad)
+    reg = ModelRegistry(f"sqlite:///{tmp_path}/m.db")  # not fatal: only links need it
+    for needs_links in (lambda: reg.ui_url, lambda: reg.versions("fraud")):
+        with pytest.raises(ValidationError, match="is not an MLflow UI address") as info:
+            needs_links()
+        assert info.value.paths == [UI_ENV]
+
+
+def test_the_ui_variable_is_read_when_the_registry_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(UI_ENV, "http://ui:5000")
+    reg = ModelRegistry(f"sqlite:///{tmp_path}/m.db")
+    monkeypatch.setenv(UI_ENV, "not a url")
+    assert reg.ui_url == "http://ui:5000"
+
+
+def test_ui_address_errors_mask_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad = "http://me:s3cr3tpass@ui:5000/?token=t0ps3cret&x=1"
     with pytest.raises(ValidationError) as info:
-        ModelRegistry(f"sqlite:///{tmp_path}/m.db")
-    assert info.value.paths == [UI_ENV]
+        ModelRegistry(f"sqlite:///{tmp_path}/m.db", ui_url=bad)
+    monkeypatch.setenv(UI_ENV, bad)
+    with pytest.raises(ValidationError) as env_info:
+        _ = ModelRegistry(f"sqlite:///{tmp_path}/m.db").ui_url
+    for err in (info.value, env_info.value):
+        assert "s3cr3tpass" not in str(err) and "t0ps3cret" not in str(err)
+        assert "http://me:***@ui:5000/?token=***&x=1" in str(err)
+
+
+def test_a_tracking_uri_with_a_query_gives_a_link_without_it(tmp_path: Path) -> None:
+    reg = ModelRegistry("https://me:pw@mlflow.example.com/m/?token=abc", lock_dir=tmp_path)
+    assert reg.ui_url == "https://mlflow.example.com/m"
 
 
 def test_versions_frame_has_a_ui_column_empty_without_an_address() -> None:
