@@ -332,3 +332,16 @@ def test_conflict_and_backend_exit_codes(run, tmp_path: Path) -> None:  # type: 
                     side_effect=BackendError("store at /x failed: disk I/O error")):
         result = run("get")
     assert result.exit_code == 5 and "disk I/O error" in result.stderr
+
+
+def test_init_and_models_list_bad_input(tmp_path: Path) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--home", str(afile), "init"])
+    assert result.exit_code == 2 and "home" in result.stderr
+    result = runner.invoke(cli, ["--home", str(tmp_path / "h"), "models", "list", "-o", "xml"])
+    assert result.exit_code == 2 and "Invalid value" in result.stderr
+    result = runner.invoke(cli, ["--home", str(tmp_path / "h"), "--registry-uri", "",
+                                 "init"])
+    assert result.exit_code == 2 and "registry_uri" in result.stderr
