@@ -61,6 +61,8 @@ def _pairs(option: str, items: tuple[str, ...], *, numbers: frozenset[str] | Non
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValidationError.at(option, f"{item!r} is not KEY=VALUE, e.g. cpu=2")
+        if key in out:
+            raise ValidationError.at(option, f"{key} is given twice; give each key once")
         value: Any = raw
         if numbers is None:
             try:
@@ -140,7 +142,8 @@ def models_register(ctx: click.Context, name: str, uri: str | None, provider: st
     stray = sorted(given - _OPTIONS_OF_KIND[kinds[0]])
     if stray:
         raise ValidationError.at(
-            stray[0], f"{', '.join(stray)} do(es) not apply with {kinds[0]}; remove it"
+            stray[0], f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply "
+            f"with {kinds[0]}; remove {'it' if len(stray) == 1 else 'them'}"
         )
     kwargs: dict[str, Any] = {"label": label}
     if description is not None:

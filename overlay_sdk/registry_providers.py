@@ -129,14 +129,26 @@ def looks_like_secret(value: str) -> bool:
     return mixed and _entropy(text) >= 4.0
 
 
+# ``api_key=...``, ``token: ...``, ``#access_token=...``: a secret-named word given a value
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)(?:^|[\s?&#;,(\[{'\"])[\w.-]*(?:api[_-]?key|apikey|token|secret|passw(?:or)?d|pwd|"
+    r"authorization|credential|private[_-]?key|signature|sig)\s*[=:]\s*[^\s&#'\"]+"
+)
+
+
+_PLAIN_USER = re.compile(r"^[a-z][a-z._-]{0,31}$")
+
+
 def contains_secret(text: str) -> bool:
     """Whether free text (a label, a description, a ``params`` string or key) carries a
     secret: it :func:`looks_like_secret` as a whole, or one of its words of 16+ characters
     does, or a URL in it has a password, a secret query parameter (``?key=``, ``?token=``:
     :func:`~overlay_sdk.registry_redact.redact`) or a key-like user name."""
-    if looks_like_secret(text) or has_credentials(text):
+    if looks_like_secret(text) or has_credentials(text) or _ASSIGNED_SECRET.search(text):
         return True
-    if any(looks_like_secret(user) for user in url_users(text)):
+    # a URL's user name: a plain account name passes, anything token-like (digits, mixed
+    # case, long) does not
+    if any(not _PLAIN_USER.match(user) for user in url_users(text)):
         return True
     return any(len(word) >= 16 and looks_like_secret(word)
                for word in re.split(r"[\s'\"`(),;<>\[\]{}]+", text))

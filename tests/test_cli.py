@@ -315,7 +315,10 @@ def test_register_refuses_options_of_another_kind(run) -> None:  # type: ignore[
     result = run("models", "register", "x", "--image", "ghcr.io/a/b:1", "--param", "model=x")
     assert result.exit_code == 2 and "--param" in result.stderr
     result = run("models", "register", "x", "--uri", "models:/fraud/1", "--port", "9000")
-    assert result.exit_code == 2 and "--port" in result.stderr
+    assert result.exit_code == 2 and "--port does not apply with --uri" in result.stderr
+    result = run("models", "register", "x", "--image", "ghcr.io/a/b:1", "--resource", "cpu=2",
+                 "--resource", "cpu=3")
+    assert result.exit_code == 2 and "cpu is given twice" in result.stderr
 
 
 def test_conflict_and_backend_exit_codes(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

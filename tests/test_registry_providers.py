@@ -386,3 +386,23 @@ def test_ordinary_labels_and_descriptions_are_accepted(registry: ModelRegistry) 
                            description="Trained with sk-learn on 2024 data; see "
                                        "https://wiki.example.com/m?page=2 for the token limits.")
     assert mv.label == "v1.0.4-alpha"
+
+
+@pytest.mark.parametrize("text", [
+    "api_key=s3cr3tVALUE99", "password: s3cr3tVALUE99", "see token=s3cr3tVALUE99 here",
+    "https://proxy/v1#token=s3cr3tVALUE99", "https://s3cr3tVALUE99@proxy/v1",
+])
+def test_secrets_in_free_text_are_refused_without_echo(text: str) -> None:
+    from overlay_sdk.registry_providers import check_free_text
+
+    with pytest.raises(ValidationError) as info:
+        check_free_text(text, "label")
+    assert "s3cr3tVALUE99" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["v1.0.4-alpha", "max_tokens=200", "tokenizer: bpe",
+                                  "http://user@localhost:11434/v1", "stop_token=###"])
+def test_ordinary_free_text_is_accepted(text: str) -> None:
+    from overlay_sdk.registry_providers import check_free_text
+
+    check_free_text(text, "label")
