@@ -115,16 +115,20 @@ class ControlPlane:
             self.models.alias_checks.remove(self._check_alias_move)
         self.store.close()
 
+    def _naming(self, move: AliasMove) -> Iterator[tuple[Revision, AIOverlay]]:
+        """Current revisions (with their overlay) whose routes or shadow name the alias."""
+        for rev in self.store.list():
+            if rev.overlay is not None and _names_alias(rev.overlay.spec, move.name, move.alias):
+                yield rev, rev.overlay
+
     def _check_alias_move(self, move: AliasMove) -> None:
         """ConflictError, before anything moves, if an overlay naming the alias cannot follow."""
         problems: list[str] = []
-        for rev in self.store.list():
-            if rev.overlay is None or not _names_alias(rev.overlay.spec, move.name, move.alias):
-                continue
+        for rev, overlay in self._naming(move):
             if move.to_version is None:
                 problems.append(f"overlay {rev.name!r} routes to it")
                 continue
-            doc = rev.overlay.to_dict()
+            doc = overlay.to_dict()
             spec = doc["spec"]
             for entry in [*spec["routes"], *([spec["shadow"]] if spec.get("shadow") else [])]:
                 if entry["model"] == move.name and entry.get("alias") == move.alias:
@@ -143,9 +147,7 @@ class ControlPlane:
     def _on_alias_move(self, move: AliasMove) -> None:
         """Write a new revision of every overlay whose routes or shadow name the alias."""
         failures: list[str] = []
-        for rev in self.store.list():
-            if rev.overlay is None or not _names_alias(rev.overlay.spec, move.name, move.alias):
-                continue
+        for rev, _ in self._naming(move):
             if move.to_version is None:
                 failures.append(f"overlay {rev.name!r} routes to {move.name}@{move.alias}, "
                                 "which was deleted: point it at a version or another alias")

@@ -8,13 +8,30 @@ find the same store. Pure path logic apart from the final ``mkdir``.
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 
-__all__ = ["HOME_DIRNAME", "HOME_ENV", "find_home", "resolve_home"]
+__all__ = ["AUTHOR_ENV", "HOME_DIRNAME", "HOME_ENV", "default_author", "find_home",
+           "resolve_home"]
 
 HOME_ENV = "OVERLAY_HOME"
 HOME_DIRNAME = ".overlay"
+AUTHOR_ENV = "OVERLAY_AUTHOR"
+
+
+def default_author() -> str:
+    """Who is making a change: ``$OVERLAY_AUTHOR``, else the login name, else ``"unknown"``.
+
+    Recorded on overlay revisions and on alias moves.
+    """
+    author = os.environ.get(AUTHOR_ENV)
+    if author:
+        return author
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (e.g. a container running as a bare uid)
+        return "unknown"
 
 
 def find_home(start: Path | None = None, environ: dict[str, str] | None = None) -> Path:

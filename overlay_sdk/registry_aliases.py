@@ -47,10 +47,8 @@ Messages quoting an exception (a listener's or a check's, MLflow's) mask credent
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlay_sdk.errors import BackendError, NotFoundError, OverlayError, ValidationError
+from overlay_sdk.home import default_author
 from overlay_sdk.registry_backend import file_lock
 from overlay_sdk.registry_identity import TAG_LABEL
 from overlay_sdk.registry_redact import redact
@@ -85,7 +84,6 @@ TAG_PREFIX = "overlay.alias."
 """Registered-model tags ``overlay.alias.<alias>.<epoch ms>`` record alias moves."""
 HISTORY_COLUMNS = ("time", "alias", "version", "previous", "author", "reason")
 DEFAULT_ALIAS = "serving"
-AUTHOR_ENV = "OVERLAY_AUTHOR"
 _MAX_NAME, _MAX_ALIAS, _MAX_AUTHOR, _MAX_REASON = 128, 64, 250, 1000  # a tag value < 5000
 _LOCK_TIMEOUT_S = 60.0
 _TAG = re.compile(r"^overlay\.alias\.(?P<alias>[A-Za-z0-9_-]+)\.(?P<ms>[0-9]{1,15})$")
@@ -149,17 +147,6 @@ def _utc_now() -> datetime:
 
 def _to_ms(moment: datetime) -> int:
     return (to_utc(moment, field="clock") - _EPOCH) // _MS
-
-
-def _default_author() -> str:
-    """``$OVERLAY_AUTHOR``, else the login name, else ``"unknown"`` (as the overlay store)."""
-    author = os.environ.get(AUTHOR_ENV)
-    if author:
-        return author
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _check_name(name: Any) -> str:
@@ -450,7 +437,7 @@ class AliasesMixin:
               reason: str | None) -> AliasMove | None:
         """Run the checks, record and make one move (None: delete), then run the
         listeners; None when the alias already is where it should be."""
-        who = _check_text(author, "author", _MAX_AUTHOR) or _default_author()
+        who = _check_text(author, "author", _MAX_AUTHOR) or default_author()
         why = _check_text(reason, "reason", _MAX_REASON)
         client = self._mlflow.client
         with file_lock(self.lock_dir / "aliases.lock", _LOCK_TIMEOUT_S):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import getpass
 import json
 import os
 import sqlite3
@@ -42,6 +41,7 @@ from overlay_sdk.errors import (
     OverlayError,
     ValidationError,
 )
+from overlay_sdk.home import AUTHOR_ENV, default_author
 from overlay_sdk.spec import AIOverlay, parse_overlay
 from overlay_sdk.store import migrations
 from overlay_sdk.store.base import Action, Revision, WatchEvent
@@ -49,7 +49,6 @@ from overlay_sdk.store.base import Action, Revision, WatchEvent
 __all__ = ["AUTHOR_ENV", "DB_FILENAME", "LocalStore", "default_author"]
 
 DB_FILENAME = "overlays.db"
-AUTHOR_ENV = "OVERLAY_AUTHOR"
 
 BUSY_TIMEOUT_S = 30.0
 _MAX_INT = 2**63  # SQLite integers are signed 64-bit
@@ -57,17 +56,6 @@ WATCH_BATCH = 500
 
 _COLUMNS = "seq, name, revision, action, document, author, created_at, message, changes"
 _Row = tuple[int, str, int, str, str | None, str, str, str, str]
-
-
-def default_author() -> str:
-    """``$OVERLAY_AUTHOR``, else the login name, else ``"unknown"``."""
-    author = os.environ.get(AUTHOR_ENV)
-    if author:
-        return author
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (e.g. a container running as a bare uid)
-        return "unknown"
 
 
 def _check_name(name: object) -> str:
