@@ -24,7 +24,7 @@ demo: $(STAMP)  ## start JupyterLab on examples/ with the embedded control plane
 test: $(STAMP) lint pytest  ## run every test (lint, types, pytest, notebooks under nbval)
 
 lint: $(STAMP)  ## ruff, mypy --strict, import layers, CRD up to date
-	$(BIN)/ruff check overlay_sdk tests benchmarks
+	$(BIN)/ruff check overlay_sdk tests benchmarks examples/legacy_app
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m overlay_sdk.crd --check
