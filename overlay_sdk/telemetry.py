@@ -1,0 +1,234 @@
+"""Telemetry of model calls: one record per call, written off the hot path, read as DataFrames.
+
+The gateway calls :meth:`TelemetryWriter.submit` for every model call (primary or
+shadow); ``submit`` never blocks: it samples, redacts and puts the record on a bounded
+queue, counting what it drops when the queue is full. A background thread writes the
+queue in batches through SQLAlchemy Core, so a ``sqlite:///<home>/telemetry.db`` URL
+works on one machine and a PostgreSQL URL later. :func:`read_calls` returns the
+records as a DataFrame, with sampled inputs as one column per named feature
+(``input.<feature>``); :func:`purge` applies the retention.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+
+from overlay_sdk.errors import BackendError, ValidationError
+from overlay_sdk.registry_redact import redact
+
+__all__ = [
+    "REDACTED",
+    "CallRecord",
+    "TelemetryWriter",
+    "calls_table",
+    "purge",
+    "read_calls",
+]
+
+REDACTED = "***"
+Role = Literal["primary", "shadow"]
+Status = Literal["ok", "error", "timeout", "rejected"]
+
+_METADATA = sa.MetaData()
+calls_table = sa.Table(
+    "model_calls",
+    _METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("overlay", sa.String(63), nullable=False, index=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("trace_id", sa.String(32)),
+    sa.Column("tokens_in", sa.Integer),
+    sa.Column("tokens_out", sa.Integer),
+    sa.Column("inputs", sa.Text),
+    sa.Column("output", sa.Text),
+)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One model call as the gateway saw it. ``inputs`` maps feature name -> value."""
+
+    overlay: str
+    revision: int
+    model: str
+    version: str
+    role: Role
+    latency_ms: float
+    status: Status = "ok"
+    error: str | None = None
+    trace_id: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    inputs: Mapping[str, Any] | None = None
+    output: Any = None
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _redacted(inputs: Mapping[str, Any] | None, fields: frozenset[str]) -> dict[str, Any] | None:
+    if inputs is None:
+        return None
+    return {k: (REDACTED if k.lower() in fields else v) for k, v in inputs.items()}
+
+
+def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict[str, Any]:
+    inputs = _redacted(record.inputs, fields) if keep_payload else None
+    return {
+        "time": record.time, "overlay": record.overlay, "revision": record.revision,
+        "model": record.model, "version": record.version, "role": record.role,
+        "latency_ms": float(record.latency_ms), "status": record.status,
+        "error": record.error, "trace_id": record.trace_id,
+        "tokens_in": record.tokens_in, "tokens_out": record.tokens_out,
+        "inputs": json.dumps(inputs, default=str) if inputs is not None else None,
+        "output": (json.dumps(record.output, default=str)
+                   if keep_payload and record.output is not None else None),
+    }
+
+
+def _engine(url: str) -> sa.Engine:
+    try:
+        engine = sa.create_engine(url)
+        _METADATA.create_all(engine)
+    except sa.exc.SQLAlchemyError as err:
+        raise BackendError(redact(f"telemetry store at {url} failed: {err}; check the URL and "
+                                  "that the database is reachable")) from None
+    return engine
+
+
+class TelemetryWriter:
+    """Batched, bounded, non-blocking writer of :class:`CallRecord` s.
+
+    ``sample_rate`` (0-1) is the share of calls whose inputs and output are kept (every
+    call's timing and status are always kept); ``redact`` names input fields stored as
+    ``***``; ``queue_size`` bounds memory: past it records are dropped and counted in
+    :attr:`dropped`, never waited for.
+    """
+
+    def __init__(
+        self, url: str, *, sample_rate: float = 1.0, redact: Iterable[str] = (),
+        batch_size: int = 500, flush_interval: float = 0.2, queue_size: int = 10_000,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float) or not (
+                0 <= sample_rate <= 1):
+            raise ValidationError.at("sample_rate", f"give a share 0-1, got {sample_rate!r}")
+        if batch_size < 1 or queue_size < 1 or flush_interval <= 0:
+            raise ValidationError.at("batch_size", "batch_size, queue_size and flush_interval "
+                                     "must be positive")
+        self.engine = _engine(url)
+        self.sample_rate = float(sample_rate)
+        self.redact = frozenset(f.lower() for f in redact)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._random = random.Random(seed)
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="overlay-telemetry", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: CallRecord) -> bool:
+        """Queue ``record`` without blocking; False (and counted) when the queue is full."""
+        keep = self.sample_rate >= 1 or self._random.random() < self.sample_rate
+        try:
+            self._queue.put_nowait(_row(record, self.redact, keep))
+        except queue.Full:
+            self.dropped += 1
+            return False
+        self._idle.clear()
+        return True
+
+    def _take_batch(self) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        try:
+            batch.append(self._queue.get(timeout=self.flush_interval))
+            while len(batch) < self.batch_size:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._take_batch()
+            if batch:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(calls_table.insert(), batch)
+                    self.written += len(batch)
+                except sa.exc.SQLAlchemyError:
+                    self.dropped += len(batch)  # never take the data plane down with us
+            if self._queue.empty():
+                self._idle.set()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything submitted so far is written (or ``timeout`` passes)."""
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() or not self._idle.is_set():
+            if time.monotonic() > deadline:
+                raise BackendError(f"telemetry did not drain within {timeout} s "
+                                   f"({self._queue.qsize()} records waiting)")
+            self._idle.wait(0.05)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.engine.dispose()
+
+
+def read_calls(url: str, *, overlay: str | None = None, since: datetime | None = None
+               ) -> pd.DataFrame:
+    """Stored calls, oldest first; sampled inputs expanded to ``input.<feature>`` columns."""
+    engine = _engine(url)
+    query = sa.select(calls_table).order_by(calls_table.c.id)
+    if overlay is not None:
+        query = query.where(calls_table.c.overlay == overlay)
+    if since is not None:
+        query = query.where(calls_table.c.time >= since)
+    try:
+        with engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                                 columns=[c.name for c in calls_table.columns])
+    finally:
+        engine.dispose()
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    inputs = [json.loads(v) if isinstance(v, str) else {} for v in frame["inputs"]]
+    features = pd.DataFrame(inputs, index=frame.index).add_prefix("input.")
+    frame["output"] = [json.loads(v) if isinstance(v, str) else None for v in frame["output"]]
+    return pd.concat([frame.drop(columns=["inputs"]), features], axis=1)
+
+
+def purge(url: str, *, older_than_days: float, now: datetime | None = None) -> int:
+    """Delete calls older than the retention; returns how many were deleted."""
+    if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float) or (
+            older_than_days <= 0):
+        raise ValidationError.at("older_than_days", f"give a positive number of days, got "
+                                 f"{older_than_days!r}")
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(calls_table.delete().where(calls_table.c.time < cutoff))
+            return int(result.rowcount or 0)
+    finally:
+        engine.dispose()
