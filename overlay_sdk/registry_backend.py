@@ -52,6 +52,9 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]).expanduser().absolute()
 
 
+_NOT_THERE = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # runs, logged models
+
+
 def _code(err: BaseException) -> str | None:
     """MLflow's error code (RESOURCE_DOES_NOT_EXIST, ...) of an MlflowException, else None."""
     return getattr(err, "error_code", None)
@@ -155,24 +158,27 @@ class MlflowBackend:
         with self.failures("listing models"):
             return sorted(self._pages(self.client.search_registered_models), key=lambda m: m.name)
 
-    def exists(self, name: str) -> bool:
-        with self.failures(f"reading model {name!r}"):
+    def _find(self, doing: str, call: Callable[..., Any], *args: Any,
+              missing: tuple[str, ...] = ("RESOURCE_DOES_NOT_EXIST",)) -> Any | None:
+        """``call(*args)``, or None when MLflow answers with one of the ``missing`` codes;
+        other failures become BackendError (see :meth:`failures`)."""
+        with self.failures(doing):
             try:
-                self.client.get_registered_model(name)
-                return True
+                return call(*args)
             except Exception as err:
-                if _code(err) == "RESOURCE_DOES_NOT_EXIST":
-                    return False
-                raise
+                if _code(err) not in missing:
+                    raise
+        return None
+
+    def exists(self, name: str) -> bool:
+        found = self._find(f"reading model {name!r}", self.client.get_registered_model, name)
+        return found is not None
 
     def registered_model(self, name: str) -> Any:
         """The MLflow RegisteredModel ``name``; NotFoundError naming what exists instead."""
-        with self.failures(f"reading model {name!r}"):
-            try:
-                return self.client.get_registered_model(name)
-            except Exception as err:
-                if _code(err) != "RESOURCE_DOES_NOT_EXIST":
-                    raise
+        found = self._find(f"reading model {name!r}", self.client.get_registered_model, name)
+        if found is not None:
+            return found
         names = [m.name for m in self.registered_models()]
         close = difflib.get_close_matches(name, names, n=1)
         raise NotFoundError(
@@ -194,12 +200,10 @@ class MlflowBackend:
 
     def model_version(self, name: str, version: str) -> Any:
         """The MLflow ModelVersion; NotFoundError naming the model's versions."""
-        with self.failures(f"reading {name}:{version}"):
-            try:
-                return self.client.get_model_version(name, version)
-            except Exception as err:
-                if _code(err) != "RESOURCE_DOES_NOT_EXIST":
-                    raise
+        found = self._find(f"reading {name}:{version}", self.client.get_model_version,
+                           name, version)
+        if found is not None:
+            return found
         self.registered_model(name)  # raises if the model itself is missing
         existing = [str(mv.version) for mv in self.search_versions(name)]
         raise NotFoundError(
@@ -237,12 +241,10 @@ class MlflowBackend:
 
     def run(self, run_id: str) -> Any:
         """The MLflow Run ``run_id``; NotFoundError when there is none."""
-        with self.failures(f"reading run {run_id!r}"):
-            try:
-                return self.client.get_run(run_id)
-            except Exception as err:
-                if _code(err) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                    raise
+        found = self._find(f"reading run {run_id!r}", self.client.get_run, run_id,
+                           missing=_NOT_THERE)
+        if found is not None:
+            return found
         raise NotFoundError(
             f"no run with id {run_id!r} in {safe_uri(self.tracking_uri)}; copy the run id from "
             "the MLflow UI or from mlflow.search_runs(), and check that the model was logged to "
@@ -260,12 +262,10 @@ class MlflowBackend:
 
     def logged_model(self, model_id: str) -> Any:
         """The MLflow 3 LoggedModel ``model_id`` (``m-...``); NotFoundError when there is none."""
-        with self.failures(f"reading logged model {model_id!r}"):
-            try:
-                return self.client.get_logged_model(model_id)
-            except Exception as err:
-                if _code(err) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                    raise
+        found = self._find(f"reading logged model {model_id!r}", self.client.get_logged_model,
+                           model_id, missing=_NOT_THERE)
+        if found is not None:
+            return found
         raise NotFoundError(
             f"no logged model with id {model_id!r} in {safe_uri(self.tracking_uri)}; use the "
             "model_uri that log_model returned (model_info.model_uri)"
