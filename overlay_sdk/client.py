@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -34,8 +34,12 @@ from overlay_sdk.registry_aliases import AliasMove
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
 from overlay_sdk.store import LocalStore, Revision, Store
 
+if TYPE_CHECKING:
+    from overlay_sdk.gateway import GatewayHandle
+
 __all__ = ["ControlPlane", "Overlay", "Overlays", "connect"]
 
+TELEMETRY_ENV = "OVERLAY_TELEMETRY_URL"
 RouteInput = Mapping[str, int] | Sequence[Mapping[str, Any]]
 ShadowInput = str | ModelRef | Mapping[str, Any] | None
 
@@ -114,6 +118,41 @@ class ControlPlane:
         with contextlib.suppress(ValueError):
             self.models.alias_checks.remove(self._check_alias_move)
         self.store.close()
+
+    @property
+    def telemetry_url(self) -> str:
+        """Where gateways started from here write call records (SQLAlchemy URL):
+        ``$OVERLAY_TELEMETRY_URL``, else ``sqlite:///<home>/telemetry.db``."""
+        return os.environ.get(TELEMETRY_ENV) or f"sqlite:///{self.home / 'telemetry.db'}"
+
+    def start_gateway(
+        self, port: int = 8700, *, host: str = "127.0.0.1", token: str | None = None,
+        endpoints: Mapping[str, str] | None = None, **options: Any,
+    ) -> GatewayHandle:
+        """Start the overlay gateway in the background of this process (for notebooks).
+
+        It serves every overlay of this control plane: host traffic at ``gw.url``, model
+        calls at ``gw.url + "/_overlay/<overlay>/invoke"``, and follows every change made
+        here within milliseconds. ``port=0`` picks a free port; ``token`` requires
+        ``Authorization: Bearer <token>`` on invoke and admin endpoints; ``endpoints`` maps
+        container-image versions to where they listen. Other ``options`` are
+        :class:`~overlay_sdk.gateway.GatewayConfig` fields. Stop it with ``gw.stop()``.
+        """
+        from overlay_sdk.gateway import GatewayConfig, start_gateway
+
+        if not isinstance(self.store, LocalStore):
+            raise ValidationError.at("store", "start_gateway runs the embedded gateway; a "
+                                     "cluster's gateway runs in the cluster")
+        known = set(GatewayConfig.__dataclass_fields__) - {"host", "port", "token", "endpoints",
+                                                           "telemetry_url"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValidationError.at(unknown[0], f"not a gateway option; give one of "
+                                     f"{', '.join(sorted(known))}")
+        config = GatewayConfig(host=host, port=port, token=token,
+                               telemetry_url=self.telemetry_url,
+                               endpoints=dict(endpoints or {}), **options)
+        return start_gateway(LocalStore(self.store.path), self.models, self.home, config)
 
     def _naming(self, move: AliasMove) -> Iterator[tuple[Revision, AIOverlay]]:
         """Current revisions (with their overlay) whose routes or shadow name the alias."""

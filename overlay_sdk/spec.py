@@ -48,6 +48,7 @@ __all__ = [
     "Slo",
     "Status",
     "Sticky",
+    "Telemetry",
     "dump_overlay",
     "load_yaml",
     "parse_overlay",
@@ -280,6 +281,10 @@ class Sticky(_Model):
     def _exactly_one(self) -> Sticky:
         if (self.header is None) == (self.cookie is None):
             raise rule(None, "give exactly one of header or cookie")
+        if self.header is not None and self.header.lower().startswith("x-overlay-"):
+            raise rule("header", f"{self.header} is reserved: the gateway strips client "
+                       "x-overlay-* headers; name the header your application sends, e.g. "
+                       "x-user-id")
         return self
 
 
@@ -320,6 +325,23 @@ class Slo(_Model):
                 "a p99 target must not exceed the timeout"
             )
         return self
+
+
+class Telemetry(_Model):
+    """What the gateway keeps of each model call (timing and status are always kept)."""
+
+    sample_rate: float = Field(
+        default=1.0, strict=True, ge=0, le=1, allow_inf_nan=False,
+        description="Share of calls (0-1) whose inputs and output are stored.",
+    )
+    redact: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=64,
+        description="Input fields stored as *** (case-insensitive names), e.g. [email, ssn].",
+    )
+    retention_days: int = Field(
+        default=30, strict=True, ge=1, le=3650,
+        description="Days call records are kept before the gateway deletes them.",
+    )
 
 
 class Budget(_Model):
@@ -402,6 +424,9 @@ class AIOverlaySpec(_Model):
     )
     slo: Slo | None = Field(default=None, description="Latency objectives and model timeout.")
     budget: Budget | None = Field(default=None, description="Spending limit.")
+    telemetry: Telemetry | None = Field(
+        default=None, description="Sampling, redaction and retention of call records."
+    )
     placement: Placement | None = Field(default=None, description="Where the models run.")
     scaling: Scaling | None = Field(default=None, description="Replica bounds.")
 

@@ -39,6 +39,7 @@ __all__ = [
 REDACTED = "***"
 Role = Literal["primary", "shadow"]
 Status = Literal["ok", "error", "timeout", "rejected"]
+Source = Literal["invoke", "host"]
 
 _METADATA = sa.MetaData()
 calls_table = sa.Table(
@@ -59,12 +60,20 @@ calls_table = sa.Table(
     sa.Column("tokens_out", sa.Integer),
     sa.Column("inputs", sa.Text),
     sa.Column("output", sa.Text),
+    sa.Column("source", sa.String(8), nullable=False, server_default="invoke"),
+    sa.Column("host_status", sa.Integer),
+    sa.Column("host_output", sa.Text),
 )
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One model call as the gateway saw it. ``inputs`` maps feature name -> value."""
+    """One model call as the gateway saw it. ``inputs`` maps feature name -> value.
+
+    ``source`` is ``invoke`` for a call on the invoke endpoint and ``host`` for a host
+    request forked to the model in shadow mode, where ``host_status`` and ``host_output``
+    keep the host's own answer beside the model's ``output``.
+    """
 
     overlay: str
     revision: int
@@ -79,6 +88,9 @@ class CallRecord:
     tokens_out: int | None = None
     inputs: Mapping[str, Any] | None = None
     output: Any = None
+    source: Source = "invoke"
+    host_status: int | None = None
+    host_output: Any = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -86,6 +98,10 @@ def _redacted(inputs: Mapping[str, Any] | None, fields: frozenset[str]) -> dict[
     if inputs is None:
         return None
     return {k: (REDACTED if k.lower() in fields else v) for k, v in inputs.items()}
+
+
+def _json(value: Any, keep: bool) -> str | None:
+    return json.dumps(value, default=str) if keep and value is not None else None
 
 
 def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict[str, Any]:
@@ -96,9 +112,10 @@ def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict
         "latency_ms": float(record.latency_ms), "status": record.status,
         "error": record.error, "trace_id": record.trace_id,
         "tokens_in": record.tokens_in, "tokens_out": record.tokens_out,
-        "inputs": json.dumps(inputs, default=str) if inputs is not None else None,
-        "output": (json.dumps(record.output, default=str)
-                   if keep_payload and record.output is not None else None),
+        "inputs": _json(inputs, True),
+        "output": _json(record.output, keep_payload),
+        "source": record.source, "host_status": record.host_status,
+        "host_output": _json(record.host_output, keep_payload),
     }
 
 
@@ -146,11 +163,16 @@ class TelemetryWriter:
         self._thread = threading.Thread(target=self._run, name="overlay-telemetry", daemon=True)
         self._thread.start()
 
-    def submit(self, record: CallRecord) -> bool:
-        """Queue ``record`` without blocking; False (and counted) when the queue is full."""
-        keep = self.sample_rate >= 1 or self._random.random() < self.sample_rate
+    def submit(self, record: CallRecord, *, sample_rate: float | None = None,
+               redact: frozenset[str] | None = None) -> bool:
+        """Queue ``record`` without blocking; False (and counted) when the queue is full.
+
+        ``sample_rate`` and ``redact`` (lower-case names) override the writer's defaults
+        for this record (the gateway passes each overlay's ``spec.telemetry``)."""
+        rate = self.sample_rate if sample_rate is None else sample_rate
+        keep = rate >= 1 or self._random.random() < rate
         try:
-            self._queue.put_nowait(_row(record, self.redact, keep))
+            self._queue.put_nowait(_row(record, self.redact if redact is None else redact, keep))
         except queue.Full:
             self.dropped += 1
             return False
@@ -214,12 +236,15 @@ def read_calls(url: str, *, overlay: str | None = None, since: datetime | None =
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     inputs = [json.loads(v) if isinstance(v, str) else {} for v in frame["inputs"]]
     features = pd.DataFrame(inputs, index=frame.index).add_prefix("input.")
-    frame["output"] = [json.loads(v) if isinstance(v, str) else None for v in frame["output"]]
+    for column in ("output", "host_output"):
+        frame[column] = [json.loads(v) if isinstance(v, str) else None for v in frame[column]]
     return pd.concat([frame.drop(columns=["inputs"]), features], axis=1)
 
 
-def purge(url: str, *, older_than_days: float, now: datetime | None = None) -> int:
-    """Delete calls older than the retention; returns how many were deleted."""
+def purge(url: str, *, older_than_days: float, overlay: str | None = None,
+          now: datetime | None = None) -> int:
+    """Delete calls (of ``overlay``, or of all) older than the retention; returns how many
+    were deleted."""
     if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float) or (
             older_than_days <= 0):
         raise ValidationError.at("older_than_days", f"give a positive number of days, got "
@@ -228,7 +253,10 @@ def purge(url: str, *, older_than_days: float, now: datetime | None = None) -> i
     engine = _engine(url)
     try:
         with engine.begin() as conn:
-            result = conn.execute(calls_table.delete().where(calls_table.c.time < cutoff))
+            query = calls_table.delete().where(calls_table.c.time < cutoff)
+            if overlay is not None:
+                query = query.where(calls_table.c.overlay == overlay)
+            result = conn.execute(query)
             return int(result.rowcount or 0)
     finally:
         engine.dispose()

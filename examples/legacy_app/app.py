@@ -3,8 +3,13 @@
 It knows nothing of AI: server-rendered HTML pages, a JSON API, and a rule-based
 decision endpoint (``POST /api/score``) whose decisions a shadow-mode overlay can
 compare with a model's. It also streams (chunked ``/api/stream``, server-sent events
-``/api/events``) so the gateway's pass-through of streamed bodies can be tested. Standard
-library only, like the old applications it stands for.
+``/api/events``) so the gateway's pass-through of streamed bodies can be tested, and
+echoes WebSocket messages (``GET /ws/echo``, RFC 6455) so upgraded connections can be too.
+Standard library only, like the old applications it stands for.
+
+Endpoints: ``GET /`` and ``/crm/customers/<id>`` (HTML), ``GET /api/customers`` (JSON),
+``POST /api/score`` (the decision rule), ``GET /api/stream`` (chunked), ``GET /api/events``
+(server-sent events), ``GET /ws/echo`` (WebSocket echo), ``GET /healthz``.
 
     python examples/legacy_app/app.py --port 8001
 """
@@ -12,8 +17,12 @@ library only, like the old applications it stands for.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import html
 import json
+import socket
+import struct
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +34,11 @@ CUSTOMERS = [
     {"id": 3, "name": "Alan Turing", "segment": "startup", "open_deals": 0},
 ]
 FEATURES = ("amount", "age_days", "velocity", "risk_score")
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+WS_MAX_MESSAGE = 1 << 20  # 1 MiB: longer messages end the session with close code 1009
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+OPCODES = frozenset({OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
 
 
 def decide(payload: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +61,55 @@ def page(title: str, body: str) -> bytes:
     ).encode()
 
 
+def websocket_accept(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value answering a ``Sec-WebSocket-Key`` (RFC 6455, 4.2.2)."""
+    digest = hashlib.sha1((key + WS_GUID).encode("ascii"), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def valid_websocket_key(key: str) -> bool:
+    """Whether ``key`` is the base64 of 16 bytes, as a client's handshake key must be."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:  # binascii.Error, or non-ASCII text
+        return False
+
+
+def encode_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """One final, unmasked frame, as a server sends it (7-, 16- or 64-bit length)."""
+    first, size = 0x80 | opcode, len(payload)
+    if size < 126:
+        head = struct.pack("!BB", first, size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", first, 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 127, size)
+    return head + payload
+
+
+def unmask(payload: bytes, key: bytes) -> bytes:
+    """``payload`` XOR the repeated 4-byte masking ``key`` (fast enough for 1 MiB)."""
+    size = len(payload)
+    if not size:
+        return payload
+    pad = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(pad, "big")).to_bytes(size, "big")
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a peer may send ``code`` in a close frame (RFC 6455, section 7.4)."""
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+class WebSocketClose(Exception):
+    """Ends an echo session: the server sends a close frame with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "AcmeCRM/1998"
@@ -54,11 +117,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Legacy-App", "acme-crm")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -89,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
             self._stream(chunks=5, gap=0.2)
         elif path == "/api/events":
             self._events(count=5, gap=0.2)
+        elif path == "/ws/echo":
+            self._websocket()
         elif path == "/healthz":
             self._json(200, {"ok": True})
         else:
@@ -132,6 +200,149 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(gap)
         self.close_connection = True
+
+    def _tokens(self, name: str) -> list[str]:
+        """The comma-separated tokens of every ``name`` header, stripped, in order."""
+        values = ",".join(self.headers.get_all(name) or [])
+        return [t.strip() for t in values.split(",") if t.strip()]
+
+    def _websocket(self) -> None:
+        """``GET /ws/echo``: the RFC 6455 opening handshake, then an echo session."""
+        text = "text/plain; charset=utf-8"
+        upgrade = ("websocket" in (t.lower() for t in self._tokens("Upgrade"))
+                   and "upgrade" in (t.lower() for t in self._tokens("Connection")))
+        key = (self.headers.get("Sec-WebSocket-Key") or "").strip()
+        if not upgrade:
+            self._send(400, b"/ws/echo needs a WebSocket upgrade (RFC 6455): send "
+                       b"Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13 "
+                       b"and a Sec-WebSocket-Key.\n", text)
+            return
+        if (self.headers.get("Sec-WebSocket-Version") or "").strip() != "13":
+            self._send(426, b"Only WebSocket version 13 is supported.\n", text,
+                       {"Sec-WebSocket-Version": "13"})
+            return
+        if not valid_websocket_key(key):
+            self._send(400, b"Sec-WebSocket-Key must be the base64 of 16 bytes.\n", text)
+            return
+        offered = self._tokens("Sec-WebSocket-Protocol")
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", websocket_accept(key))
+        if offered:
+            self.send_header("Sec-WebSocket-Protocol", offered[0])
+        self.send_header("X-Legacy-App", "acme-crm")
+        self.end_headers()
+        try:
+            self._echo_session()
+        finally:
+            self.close_connection = True
+
+    def _echo_session(self) -> None:
+        """Echo messages until the client closes, the stream ends or the client errs."""
+        try:
+            self._echo_messages()
+        except WebSocketClose as close:
+            reason = close.reason.encode()
+            try:
+                self.wfile.write(encode_frame(OP_CLOSE, struct.pack("!H", close.code) + reason))
+            except OSError:
+                return
+            self._linger()
+        except (EOFError, OSError):  # the client went away mid-frame or reset
+            return
+
+    def _echo_messages(self) -> None:
+        """Read frames, reassemble fragmented messages, echo each message in one frame."""
+        parts: list[bytes] = []
+        kind, size = 0, 0  # the opcode and length so far of the message being assembled
+        while True:
+            fin, opcode, payload = self._read_frame(room=WS_MAX_MESSAGE - size)
+            if opcode >= OP_CLOSE:
+                if not self._control(opcode, payload):
+                    return
+                continue
+            if (opcode == OP_CONT) != bool(kind):
+                raise WebSocketClose(1002, "unexpected continuation" if kind == 0
+                                     else "expected a continuation frame")
+            kind = kind or opcode
+            parts.append(payload)
+            size += len(payload)
+            if fin:
+                message = b"".join(parts)
+                if kind == OP_TEXT:
+                    try:
+                        message.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise WebSocketClose(1007, "text message is not UTF-8") from None
+                self.wfile.write(encode_frame(kind, message))
+                parts, kind, size = [], 0, 0
+
+    def _read_exactly(self, count: int) -> bytes:
+        """``count`` bytes from the client; EOFError if the stream ends first."""
+        data = self.rfile.read(count) if count else b""
+        if len(data) != count:
+            raise EOFError("connection closed mid-frame")
+        return data
+
+    def _read_frame(self, room: int) -> tuple[bool, int, bytes]:
+        """The next client frame as (fin, opcode, unmasked payload).
+
+        ``room`` is how many more bytes the message being assembled may take; a data frame
+        past it is refused (1009) before its payload is read.
+        """
+        first, second = self._read_exactly(2)
+        fin, opcode, size = bool(first & 0x80), first & 0x0F, second & 0x7F
+        if first & 0x70:
+            raise WebSocketClose(1002, "no extension was negotiated")
+        if opcode not in OPCODES:
+            raise WebSocketClose(1002, f"unknown opcode {opcode}")
+        if not second & 0x80:
+            raise WebSocketClose(1002, "client frames must be masked")
+        if size == 126:
+            (size,) = struct.unpack("!H", self._read_exactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", self._read_exactly(8))
+            if size >> 63:
+                raise WebSocketClose(1002, "64-bit length with the top bit set")
+        if opcode >= OP_CLOSE and (not fin or size > 125):
+            raise WebSocketClose(1002, "control frames must be final and at most 125 bytes")
+        if opcode < OP_CLOSE and size > room:
+            raise WebSocketClose(1009, f"messages are limited to {WS_MAX_MESSAGE} bytes")
+        key = self._read_exactly(4)
+        return fin, opcode, unmask(self._read_exactly(size), key)
+
+    def _control(self, opcode: int, payload: bytes) -> bool:
+        """Answer a ping, ignore a pong, echo a close; False once the session is over."""
+        if opcode == OP_PING:
+            self.wfile.write(encode_frame(OP_PONG, payload))
+            return True
+        if opcode == OP_PONG:
+            return True
+        if len(payload) == 1:
+            raise WebSocketClose(1002, "a close payload has no room for one byte")
+        if payload:
+            (code,) = struct.unpack("!H", payload[:2])
+            if not valid_close_code(code):
+                raise WebSocketClose(1002, f"invalid close code {code}")
+        self.wfile.write(encode_frame(OP_CLOSE, payload[:2]))
+        return False
+
+    def _linger(self, seconds: float = 1.0) -> None:
+        """After the server's own close frame: drain the client's last bytes for a while.
+
+        Closing a socket with unread data resets the connection, which can destroy the close
+        frame before the client reads it; so end our side and read until EOF or ``seconds``.
+        """
+        deadline = time.monotonic() + seconds
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                if not self.rfile.read1(65536):
+                    return
+        except OSError:  # includes the timeout
+            return
 
 
 def serve(port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -1,0 +1,214 @@
+"""The gateway's model side: backends per version, loading and warming, fail-open calls.
+
+:class:`ModelPool` holds one backend per ``model:version`` the active overlays name,
+loads new ones on a loader thread and health-checks them before any traffic reaches
+them (state ``warming``, then ``ready`` or ``failed``). :meth:`ModelPool.call` is the only
+way to call a model, and it never raises: it gives an :class:`Outcome` within the
+overlay's timeout. A circuit breaker per version turns a failing or hanging version
+away at once, and a cap on calls in flight per version (each version has its own
+threads, so one hanging version cannot starve another) bounds every wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import pandas as pd
+
+from overlay_sdk.errors import OverlayError
+from overlay_sdk.gateway.backends import Backend, backend_for
+from overlay_sdk.gateway.breaker import Breaker
+from overlay_sdk.registry import ModelRegistry
+
+__all__ = ["ModelPool", "Outcome", "VersionState"]
+
+VersionState = Literal["warming", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one model call gave: ``status`` ok, error, timeout or rejected (breaker open or
+    too many calls in flight), the output when ok, and the latency in milliseconds."""
+
+    status: Literal["ok", "error", "timeout", "rejected"]
+    latency_ms: float
+    output: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class _Entry:
+    key: str
+    state: VersionState = "warming"
+    backend: Backend | None = None
+    error: str | None = None
+    loading: asyncio.Future[None] | None = None
+    breaker: Breaker = field(default_factory=Breaker)
+    in_flight: int = 0
+    executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+class ModelPool:
+    """Backends for the versions active overlays use (see the module docstring)."""
+
+    def __init__(
+        self, registry: ModelRegistry, session: aiohttp.ClientSession, *,
+        endpoints: dict[str, str] | None = None, threads_per_version: int = 4,
+        max_in_flight: int = 8, breaker_threshold: int = 5, breaker_cooldown: float = 5.0,
+        on_state: Callable[[str, str, str | None], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.session = session
+        self.endpoints = dict(endpoints or {})
+        self.threads_per_version = threads_per_version
+        self.max_in_flight = max_in_flight
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown = breaker_cooldown
+        self._on_state = on_state
+        self._entries: dict[str, _Entry] = {}
+        self._loader = concurrent.futures.ThreadPoolExecutor(1, "overlay-loader")
+
+    def state(self, key: str) -> tuple[VersionState, str | None] | None:
+        """(state, error) of version ``key``, None when the pool does not hold it."""
+        entry = self._entries.get(key)
+        return (entry.state, entry.error) if entry is not None else None
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Every held version: state, error, breaker state, calls in flight."""
+        now = time.monotonic()
+        return {k: {"state": e.state, "error": e.error, "breaker": e.breaker.state(now),
+                    "inFlight": e.in_flight} for k, e in sorted(self._entries.items())}
+
+    def ready(self, keys: Iterable[str]) -> bool:
+        """Whether every version in ``keys`` is loaded and healthy."""
+        return all((e := self._entries.get(k)) is not None and e.state == "ready" for k in keys)
+
+    def columns(self, key: str) -> Any:
+        entry = self._entries.get(key)
+        return entry.backend.columns if entry is not None and entry.backend else None
+
+    def _set(self, entry: _Entry, state: VersionState, error: str | None = None) -> None:
+        entry.state, entry.error = state, error
+        if self._on_state is not None:
+            self._on_state(entry.key, state, error)
+
+    def _load_blocking(self, entry: _Entry, loop: asyncio.AbstractEventLoop) -> Backend:
+        executor = concurrent.futures.ThreadPoolExecutor(
+            self.threads_per_version, f"overlay-model-{entry.key}")
+        backend = backend_for(entry.key, self.registry, endpoints=self.endpoints,
+                              executor=executor, session=self.session, loop=loop)
+        try:
+            backend.load()
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        entry.executor = executor
+        return backend
+
+    async def _load(self, entry: _Entry) -> None:
+        loop = asyncio.get_running_loop()
+        self._set(entry, "warming")
+        try:
+            backend = await loop.run_in_executor(self._loader, self._load_blocking, entry, loop)
+        except OverlayError as err:
+            self._set(entry, "failed", str(err))
+            return
+        except Exception as err:  # a model's own import or load error: report, keep serving
+            self._set(entry, "failed", f"{entry.key} failed to load: "
+                                       f"{type(err).__name__}: {err}")
+            return
+        entry.backend = backend
+        entry.breaker = Breaker(self.breaker_threshold, self.breaker_cooldown)
+        self._set(entry, "ready")
+
+    async def ensure(self, keys: Iterable[str]) -> dict[str, str]:
+        """Load (or retry) every version in ``keys`` not ready yet; wait for all of them.
+        Returns version -> error for those that failed."""
+        waits = []
+        for key in dict.fromkeys(keys):
+            entry = self._entries.setdefault(key, _Entry(key))
+            if entry.state == "ready":
+                continue
+            if entry.loading is None or entry.loading.done():
+                entry.loading = asyncio.ensure_future(self._load(entry))
+            waits.append(entry.loading)
+        if waits:
+            await asyncio.gather(*waits)
+        return {k: e.error or "failed" for k in keys
+                if (e := self._entries[k]).state == "failed"}
+
+    def release(self, keep: Iterable[str]) -> None:
+        """Drop the versions not in ``keep`` (no overlay uses them any more)."""
+        wanted = set(keep)
+        for key in [k for k in self._entries if k not in wanted]:
+            entry = self._entries[key]
+            if entry.loading is not None and not entry.loading.done():
+                continue  # still loading for a revision in flight
+            del self._entries[key]
+            if entry.backend is not None:
+                entry.backend.close()
+            if entry.executor is not None:
+                entry.executor.shutdown(wait=False)
+
+    async def call(self, key: str, frame: pd.DataFrame, timeout: float) -> Outcome:
+        """Call version ``key`` on ``frame`` within ``timeout`` seconds; never raises."""
+        start = time.perf_counter()
+
+        def done(status: Any, output: Any = None, error: str | None = None) -> Outcome:
+            return Outcome(status, (time.perf_counter() - start) * 1000, output, error)
+
+        entry = self._entries.get(key)
+        if entry is None or entry.state != "ready" or entry.backend is None:
+            state = entry.state if entry is not None else "not loaded"
+            detail = f": {entry.error}" if entry is not None and entry.error else ""
+            return done("rejected", error=f"{key} is {state}{detail}")
+        now = time.monotonic()
+        if entry.in_flight >= self.max_in_flight:
+            return done("rejected", error=f"{key} has {entry.in_flight} calls in flight "
+                        f"(the most allowed); it is too slow for the traffic it gets")
+        if not entry.breaker.allow(now):
+            return done("rejected", error=(
+                f"{key} circuit open after {entry.breaker.failures} failures in a row (last: "
+                f"{entry.breaker.last_error}); next try in "
+                f"{entry.breaker.retry_in(now):.1f} s"))
+        entry.in_flight += 1
+        task = asyncio.ensure_future(entry.backend.predict(frame))
+
+        def finished(_: object) -> None:
+            entry.in_flight -= 1
+
+        task.add_done_callback(finished)
+        try:
+            output = await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            message = f"{key} did not answer within {timeout * 1000:.0f} ms (spec.slo.timeoutMs)"
+            entry.breaker.failure(time.monotonic(), message)
+            task.add_done_callback(_consume)
+            return done("timeout", error=message)
+        except Exception as err:
+            message = f"{key} failed: {type(err).__name__}: {err}"[:1000]
+            entry.breaker.failure(time.monotonic(), message)
+            return done("error", error=message)
+        entry.breaker.success()
+        return done("ok", output=output)
+
+    def close(self) -> None:
+        """Drop every backend and stop the loader thread."""
+        self.release(())
+        self._loader.shutdown(wait=False, cancel_futures=True)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's result so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,553 @@
+"""The overlay gateway: one asyncio process serving every overlay of a store.
+
+Built on aiohttp's low-level server and one pooled aiohttp ``ClientSession`` for all
+outbound calls (measured: the outbound client dominates proxy cost, and aiohttp's pooled
+client was ~10x faster than httpx here; see BENCHMARKS.md). What it does per request:
+
+- ``/_overlay/{name}/invoke`` (POST, JSON ``{"inputs": ...}``): routed by the overlay's
+  plan to one version, answered with ``x-overlay-model-version``; the shadow version (if
+  the plan mirrors this key) gets the same input through the bounded shadow queue;
+- ``/_overlay/status``, ``/_overlay/healthz``, ``/healthz``: the gateway's own;
+- anything else is host traffic, passed through (see :mod:`.proxy`); in shadow mode,
+  requests matching ``spec.match`` are also forked to the routed model.
+
+A watcher thread follows the store; each new revision's versions are loaded and
+health-checked first, then a new :class:`~overlay_sdk.gateway.dispatch.Directory`
+snapshot is swapped in, and the status book records when and how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from overlay_sdk import routing
+from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
+from overlay_sdk.gateway.models import ModelPool, Outcome
+from overlay_sdk.gateway.payload import PayloadError, frame_of, sample_of
+from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wants_websocket
+from overlay_sdk.gateway.status import StatusBook
+from overlay_sdk.registry import ModelRegistry
+from overlay_sdk.store import Revision, Store
+from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+_log = logging.getLogger("overlay_sdk.gateway")
+ADMIN = "/_overlay/"
+FORK_BODY_LIMIT = 1024 * 1024
+CAPTURE_LIMIT = 64 * 1024
+PURGE_EVERY_S = 3600.0
+
+
+@dataclass
+class GatewayConfig:
+    """How a gateway runs. ``token``: bearer token required on invoke and admin endpoints
+    (None: open). ``telemetry_url``: SQLAlchemy URL of the call records (None: the home's
+    ``telemetry.db``). ``endpoints``: where container-image versions listen
+    (``{"scorer:1": "http://127.0.0.1:9000"}``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    token: str | None = None
+    telemetry_url: str | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)
+    shadow_queue: int = 1000
+    shadow_workers: int = 4
+    threads_per_version: int = 4
+    max_in_flight: int = 8
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 5.0
+
+
+def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
+                   ) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, default=str),
+                        content_type="application/json", headers=headers)
+
+
+def _problem(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return _json_response(status, {"error": {"code": code, "message": message, **extra}})
+
+
+_DEGRADED = {"timeout": 504, "error": 502, "rejected": 503}
+
+
+def _trace_id(request: web.BaseRequest) -> str:
+    parent = request.headers.get("traceparent", "")
+    parts = parent.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        return parts[1].lower()
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _ShadowJob:
+    active: Active
+    version: str
+    inputs: Any
+    trace_id: str
+    source: str = "invoke"
+    capture: Captured | None = None
+
+
+class Gateway:
+    """The gateway over ``store`` and ``registry`` (see the module docstring).
+
+    Run it with ``await gw.start()`` / ``await gw.stop()`` inside an event loop, or through
+    :func:`overlay_sdk.gateway.start_gateway` (a background thread, for notebooks) and
+    ``overlay gateway`` (the foreground, for terminals and services).
+    """
+
+    def __init__(self, store: Store, registry: ModelRegistry, home: str | Path,
+                 config: GatewayConfig | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.home = Path(home)
+        self.config = config or GatewayConfig()
+        self.directory = Directory()
+        self.book = StatusBook(self.home)
+        self.gateway_id = 0
+        self.shadow_dropped = 0
+        self.url = ""
+        self._desired: dict[str, int] = {}
+        self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.ServerRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._pool: ModelPool | None = None
+        self._telemetry: TelemetryWriter | None = None
+        self._shadow: asyncio.Queue[_ShadowJob] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._books = concurrent.futures.ThreadPoolExecutor(1, "overlay-status")
+        self._applied = asyncio.Event()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def telemetry_url(self) -> str:
+        return self.config.telemetry_url or f"sqlite:///{self.home / 'telemetry.db'}"
+
+    async def start(self) -> None:
+        """Bind the port, load the overlays of the store and follow it."""
+        self._loop = asyncio.get_running_loop()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+        )
+        self._pool = ModelPool(
+            self.registry, self._session, endpoints=self.config.endpoints,
+            threads_per_version=self.config.threads_per_version,
+            max_in_flight=self.config.max_in_flight,
+            breaker_threshold=self.config.breaker_threshold,
+            breaker_cooldown=self.config.breaker_cooldown, on_state=self._backend_state)
+        self._telemetry = TelemetryWriter(self.telemetry_url)
+        self._shadow = asyncio.Queue(maxsize=self.config.shadow_queue)
+        server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(server, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port,
+                           reuse_address=True)
+        await site.start()
+        sockets = self._runner.addresses
+        port = sockets[0][1] if sockets else self.config.port
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        self.url = f"http://{host}:{port}"
+        self.gateway_id = await self._in_books(self.book.started, self.url)
+        self._tasks = [asyncio.ensure_future(self._shadow_worker())
+                       for _ in range(self.config.shadow_workers)]
+        self._tasks.append(asyncio.ensure_future(self._purge_loop()))
+        events = self.store.watch(since=None)  # before list(): nothing falls in between
+        for rev in self.store.list():
+            self._on_revision(rev)
+        self._watcher = threading.Thread(target=self._follow, args=(events,),
+                                         name="overlay-watch", daemon=True)
+        self._watcher.start()
+
+    async def stop(self) -> None:
+        """Stop serving, write what telemetry is queued, record the stop."""
+        self._stopping.set()
+        self.store.close()  # ends the watch
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.close()
+        if self._session is not None:
+            await self._session.close()
+        if self._telemetry is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._telemetry.close)
+        if self.gateway_id:
+            await self._in_books(self.book.stopped, self.gateway_id)
+        self._books.shutdown(wait=True)
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+
+    async def _in_books(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._books, lambda: fn(*args, **kwargs))
+
+    def _book_later(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Write to the status book off the loop, without waiting (errors are logged)."""
+        def run() -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception as err:  # the status book must never stop the data plane
+                _log.warning("status book write failed: %s", err)
+        with contextlib.suppress(RuntimeError):  # shut down: nothing more to record
+            self._books.submit(run)
+
+    def _backend_state(self, key: str, state: str, error: str | None) -> None:
+        if self.gateway_id:
+            self._book_later(self.book.backend, self.gateway_id, key, state, error)
+
+    # -- following the store --------------------------------------------------------------
+
+    def _follow(self, events: Any) -> None:
+        try:
+            for event in events:
+                if self._stopping.is_set():
+                    return
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._on_revision, event.revision)
+        except Exception as err:
+            if not self._stopping.is_set():
+                _log.error("the gateway stopped following the store: %s", err)
+
+    def _on_revision(self, rev: Revision) -> None:
+        if rev.revision <= self._desired.get(rev.name, 0):
+            return  # seen already (the listing and the watch overlap)
+        self._desired[rev.name] = rev.revision
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.ensure_future(self._apply(rev)))
+
+    async def _apply(self, rev: Revision) -> None:
+        name = rev.name
+        if rev.overlay is None:
+            self.directory = self.directory.without(name)
+            self._release()
+            self._record(rev, "deleted", applied=True)
+            return
+        spec = rev.overlay.spec
+        keys = [f"{r.model}:{r.version}" for r in spec.routes]
+        if spec.shadow is not None:
+            keys.append(f"{spec.shadow.model}:{spec.shadow.version}")
+        assert self._pool is not None
+        if not self._pool.ready(keys):
+            self._record(rev, "warming")
+            self._pending[name] = keys
+            try:
+                failures = await self._pool.ensure(keys)
+            finally:
+                if self._pending.get(name) is keys:
+                    del self._pending[name]
+            if self._desired.get(name) != rev.revision:
+                self._record(rev, "superseded")
+                return
+            if failures:
+                serving = self.directory.overlays.get(name)
+                still = (f"; revision {serving.revision} keeps serving" if serving is not None
+                         else "; nothing is served for this overlay until a revision loads")
+                self._record(rev, "failed", message="; ".join(failures.values()) + still)
+                return
+        previous = self.directory.overlays.get(name)
+        plan = routing.plan(spec, overlay=name, revision=rev.revision,
+                            previous=previous.plan if previous is not None else None)
+        now = datetime.now(UTC)
+        active = Active.of(name, rev.revision, spec, plan, committed_at=rev.created_at,
+                           applied_at=now)
+        self.directory = self.directory.with_active(active)
+        self._record(rev, "serving", applied=True, now=now)
+        self._release()
+        self._applied.set()
+        self._applied = asyncio.Event()
+
+    def _record(self, rev: Revision, state: str, *, applied: bool = False,
+                now: datetime | None = None, message: str = "") -> None:
+        if applied:
+            now = now or datetime.now(UTC)
+            ms = max(0.0, (now - rev.created_at).total_seconds() * 1000)
+            self._book_later(self.book.revision, self.gateway_id, rev.name, rev.revision, state,
+                             committed_at=rev.created_at, applied_at=now, propagation_ms=ms,
+                             message=message)
+            if state != "deleted":
+                _log.info("%s revision %d serving (%.1f ms after commit)", rev.name,
+                          rev.revision, ms)
+        else:
+            self._book_later(self.book.revision, self.gateway_id, rev.name, rev.revision, state,
+                             committed_at=rev.created_at, message=message)
+            if state == "failed":
+                _log.warning("%s revision %d not applied: %s", rev.name, rev.revision, message)
+
+    def _release(self) -> None:
+        keep: set[str] = set()
+        for active in self.directory.overlays.values():
+            keep.update(active.plan.versions)
+            if active.plan.shadow is not None:
+                keep.add(active.plan.shadow)
+        for pending in self._pending.values():
+            keep.update(pending)
+        assert self._pool is not None
+        self._pool.release(keep)
+
+    async def wait_applied(self, name: str, revision: int, timeout: float = 30.0) -> Active:
+        """Wait until ``name`` serves ``revision`` (or a later one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            active = self.directory.overlays.get(name)
+            if active is not None and active.revision >= revision:
+                return active
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{name} revision {revision} was not applied within "
+                                   f"{timeout} s; see o.status() for why")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), min(left, 0.5))
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(ADMIN) or path == "/healthz":
+            return await self._admin(request, path)
+        target = self.directory.host_for(request.host, self.config.port)
+        if isinstance(target, str):
+            return web.Response(status=421, text=f"overlay gateway: {target}\n")
+        return await self._passthrough(request, target)
+
+    async def _passthrough(self, request: web.BaseRequest, target: HostTarget
+                           ) -> web.StreamResponse:
+        session = self._session
+        assert session is not None
+        extra: list[tuple[str, str]] = []
+        forks: list[tuple[Active, str, bool]] = []
+        for active in target.overlays:
+            version, mirrored = active.route(request.headers)
+            extra.append(("x-overlay-version", version))
+            if target.forking and active.forks(request.method, request.path):
+                forks.append((active, version, mirrored))
+        try:
+            if wants_websocket(request):
+                return await proxy_websocket(request, session, target.base_url, extra=extra)
+            if not forks:
+                return await proxy_http(request, session, target.base_url, extra=extra)
+            return await self._forked(request, session, target, extra, forks)
+        except aiohttp.ClientError as err:
+            return web.Response(status=502, text=(
+                f"overlay gateway: the host application at {target.base_url} did not answer "
+                f"({type(err).__name__}: {err}); check that it is running\n"))
+
+    async def _forked(self, request: web.BaseRequest, session: aiohttp.ClientSession,
+                      target: HostTarget, extra: list[tuple[str, str]],
+                      forks: list[tuple[Active, str, bool]]) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > FORK_BODY_LIMIT:
+            return await proxy_http(request, session, target.base_url, extra=extra)
+        body = await request.read() if request.body_exists else b""
+        capture = Captured(CAPTURE_LIMIT)
+        try:
+            response = await proxy_http(request, session, target.base_url, extra=extra,
+                                        body=body, capture=capture)
+        finally:
+            inputs = _json_or_none(body)
+            trace = _trace_id(request)
+            for active, version, mirrored in forks:
+                if inputs is None:
+                    continue
+                self._offer(_ShadowJob(active, version, inputs, trace, "host", capture))
+                if mirrored and active.plan.shadow is not None:
+                    self._offer(_ShadowJob(active, active.plan.shadow, inputs, trace, "host",
+                                           capture))
+        return response
+
+    def _authorized(self, request: web.BaseRequest) -> bool:
+        token = self.config.token
+        if token is None:
+            return True
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+
+    async def _admin(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
+        if path in ("/healthz", "/_overlay/healthz"):
+            return _json_response(200, {"status": "ok",
+                                        "overlays": len(self.directory.overlays)})
+        if not self._authorized(request):
+            return _json_response(401, {"error": {
+                "code": "unauthorized", "message": "this gateway needs a bearer token: send "
+                "Authorization: Bearer <token> (the token the gateway was started with)"}},
+                headers={"WWW-Authenticate": 'Bearer realm="overlay-gateway"'})
+        parts = path[len(ADMIN):].split("/")
+        if parts == ["status"] and request.method == "GET":
+            return _json_response(200, self.snapshot())
+        if len(parts) == 2 and parts[1] == "invoke":
+            if request.method != "POST":
+                return _problem(405, "method_not_allowed", "invoke takes POST with JSON "
+                                '{"inputs": ...}')
+            return await self._invoke(request, parts[0])
+        return _problem(404, "not_found", f"no gateway endpoint {path}; the gateway answers "
+                        "/_overlay/{overlay}/invoke (POST), /_overlay/status and /healthz")
+
+    async def _invoke(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
+        active = self.directory.overlays.get(name)
+        if active is None:
+            known = ", ".join(self.directory.overlays) or "none yet"
+            state = ("still warming (its model versions are loading)"
+                     if name in self._desired else "not in this gateway's store")
+            return _problem(503 if name in self._desired else 404, "no_overlay",
+                            f"overlay {name!r} is {state}; overlays served: {known}")
+        try:
+            document = await request.json(loads=json.loads)
+        except ValueError as err:
+            return _problem(400, "bad_json", f"the body is not JSON ({err}); send "
+                            '{"inputs": {...}} with Content-Type: application/json')
+        if not isinstance(document, dict) or "inputs" not in document:
+            return _problem(422, "no_inputs", 'send {"inputs": ...}: one record, a list of '
+                            "records, or columns", field="inputs")
+        version, mirrored = active.route(request.headers)
+        assert self._pool is not None
+        try:
+            frame = frame_of(document["inputs"], self._pool.columns(version))
+        except PayloadError as err:
+            return _problem(422, "invalid_inputs", f"{err}", field=err.field,
+                            overlay=name, version=version)
+        trace = _trace_id(request)
+        if mirrored and active.plan.shadow is not None:
+            self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace))
+        outcome = await self._pool.call(version, frame, active.timeout)
+        self._telemetry_record(active, version, "primary", outcome, trace,
+                               inputs=sample_of(frame))
+        headers = {"x-overlay-model-version": version,
+                   "x-overlay-revision": str(active.revision)}
+        if outcome.ok:
+            return _json_response(200, {"outputs": outcome.output, "version": version,
+                                        "revision": active.revision}, headers)
+        return _json_response(_DEGRADED[outcome.status], {
+            "error": {"code": f"model_{outcome.status}", "message": outcome.error},
+            "degraded": True, "version": version, "revision": active.revision}, headers)
+
+    # -- shadow ------------------------------------------------------------------------------
+
+    def _offer(self, job: _ShadowJob) -> None:
+        assert self._shadow is not None
+        try:
+            self._shadow.put_nowait(job)
+        except asyncio.QueueFull:
+            self.shadow_dropped += 1
+
+    async def _shadow_worker(self) -> None:
+        assert self._shadow is not None and self._pool is not None
+        while True:
+            job = await self._shadow.get()
+            try:
+                await self._shadow_call(job)
+            except Exception as err:  # one bad job must not stop the worker
+                _log.warning("shadow call failed: %s", err)
+
+    async def _shadow_call(self, job: _ShadowJob) -> None:
+        assert self._pool is not None
+        role = "primary" if job.source == "host" and job.version != job.active.plan.shadow \
+            else "shadow"
+        host_status = host_output = None
+        if job.capture is not None:
+            host_status = job.capture.status or None
+            host_output = _decoded(job.capture)
+        try:
+            frame = frame_of(job.inputs, self._pool.columns(job.version))
+        except PayloadError as err:
+            outcome = Outcome("rejected", 0.0, error=str(err))
+            inputs = job.inputs if isinstance(job.inputs, dict) else None
+        else:
+            outcome = await self._pool.call(job.version, frame, job.active.timeout)
+            inputs = sample_of(frame)
+        self._telemetry_record(job.active, job.version, role, outcome, job.trace_id,
+                               inputs=inputs, source=job.source, host_status=host_status,
+                               host_output=host_output)
+
+    def _telemetry_record(self, active: Active, version: str, role: str, outcome: Outcome,
+                          trace: str, *, inputs: Any, source: str = "invoke",
+                          host_status: int | None = None, host_output: Any = None) -> None:
+        assert self._telemetry is not None
+        model, _, number = version.partition(":")
+        record = CallRecord(
+            overlay=active.name, revision=active.revision, model=model, version=number,
+            role=role,  # type: ignore[arg-type]
+            latency_ms=outcome.latency_ms, status=outcome.status, error=outcome.error,
+            trace_id=trace, inputs=inputs, output=outcome.output,
+            source=source,  # type: ignore[arg-type]
+            host_status=host_status, host_output=host_output)
+        self._telemetry.submit(record, sample_rate=active.sample_rate, redact=active.redact)
+
+    async def _purge_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            for active in list(self.directory.overlays.values()):
+                days = active.spec.telemetry.retention_days if active.spec.telemetry else 30
+                job = functools.partial(purge, self.telemetry_url, older_than_days=days,
+                                        overlay=active.name)
+                try:
+                    await loop.run_in_executor(None, job)
+                except Exception as err:
+                    _log.warning("telemetry retention for %s failed: %s", active.name, err)
+            await asyncio.sleep(PURGE_EVERY_S)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The gateway's state as JSON-ready data (``GET /_overlay/status``)."""
+        assert self._pool is not None and self._shadow is not None
+        overlays = {}
+        for name, active in self.directory.overlays.items():
+            overlays[name] = {
+                "revision": active.revision, "desiredRevision": self._desired.get(name),
+                "mode": active.spec.mode, "host": active.base_url,
+                "appliedAt": active.applied_at.isoformat(),
+                "propagationMs": round((active.applied_at - active.committed_at)
+                                       .total_seconds() * 1000, 3),
+                "weights": active.plan.weights(), "shadow": active.plan.shadow,
+                "shadowPercent": active.plan.shadow_percent,
+            }
+        telemetry = self._telemetry
+        return {
+            "url": self.url, "overlays": overlays, "models": self._pool.states(),
+            "shadow": {"queued": self._shadow.qsize(), "dropped": self.shadow_dropped},
+            "telemetry": {"written": telemetry.written if telemetry else 0,
+                          "dropped": telemetry.dropped if telemetry else 0},
+        }
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _decoded(capture: Captured) -> Any:
+    text = capture.body.decode("utf-8", "replace")
+    if "json" in capture.content_type:
+        with contextlib.suppress(ValueError):
+            return json.loads(text)
+    return text
