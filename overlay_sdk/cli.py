@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from overlay_sdk.cli_gateway import gateway, metrics, status
 from overlay_sdk.cli_models import models
 from overlay_sdk.cli_support import (
     EPILOG,
@@ -199,6 +200,9 @@ def delete(ctx: click.Context, name: str, missing_ok: bool, message: str) -> Non
 
 
 cli.add_command(models)
+cli.add_command(gateway)
+cli.add_command(status)
+cli.add_command(metrics)
 
 
 def main(argv: list[str] | None = None) -> int:

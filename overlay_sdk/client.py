@@ -29,6 +29,7 @@ from overlay_sdk.errors import (
     ValidationError,
 )
 from overlay_sdk.home import resolve_home
+from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_aliases import AliasMove
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
@@ -579,6 +580,21 @@ class Overlay:
         assert target.overlay is not None
         spec = target.overlay.to_dict()["spec"]
         return self._change(spec, message or f"rollback to revision {target.revision}")
+
+    def status(self) -> OverlayStatus:
+        """Where this overlay stands in the running gateway: the revision it serves, when it
+        was applied and how long the change took to reach it (``.history`` per revision),
+        and each model version's state (warming, ready, failed)."""
+        current = self._cp.store.get(self.name).revision
+        return overlay_status(self._cp.home, self.name, current)
+
+    def metrics(self, *, since: Any = None, by: str | None = "version") -> pd.DataFrame:
+        """Model calls served for this overlay, summarised per model version and role:
+        calls, errors, timeouts, rejected, error_rate, p50/p95/p99/mean latency (ms) and
+        share (% of the role's calls). ``by="minute"|"hour"|"day"`` adds a time column;
+        ``by=None`` returns the call records (sampled inputs as ``input.<feature>``).
+        ``since``: a datetime or a phrase such as "an hour ago"."""
+        return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by)
 
     def history(self) -> pd.DataFrame:
         """Every revision, oldest first: revision, action, time, author, message, changes."""

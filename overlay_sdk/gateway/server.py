@@ -38,11 +38,13 @@ from aiohttp import web
 
 from overlay_sdk import routing
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
+from overlay_sdk.gateway.lanes import Lanes
 from overlay_sdk.gateway.models import ModelPool, Outcome
 from overlay_sdk.gateway.payload import PayloadError, frame_of, sample_of
 from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wants_websocket
 from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.registry import ModelRegistry
+from overlay_sdk.spec import AIOverlaySpec
 from overlay_sdk.store import Revision, Store
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
 
@@ -53,22 +55,30 @@ ADMIN = "/_overlay/"
 FORK_BODY_LIMIT = 1024 * 1024
 CAPTURE_LIMIT = 64 * 1024
 PURGE_EVERY_S = 3600.0
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 60.0
 
 
 @dataclass
 class GatewayConfig:
-    """How a gateway runs. ``token``: bearer token required on invoke and admin endpoints
-    (None: open). ``telemetry_url``: SQLAlchemy URL of the call records (None: the home's
+    """How a gateway runs.
+
+    ``token``: bearer token required on invoke and admin endpoints (None: open).
+    ``telemetry_url``: SQLAlchemy URL of the call records (None: the home's
     ``telemetry.db``). ``endpoints``: where container-image versions listen
-    (``{"scorer:1": "http://127.0.0.1:9000"}``)."""
+    (``{"scorer:1": "http://127.0.0.1:9000"}``). ``shadow_timeout``: seconds a shadow or
+    forked call may take (nobody waits for it, so it is longer than
+    ``spec.slo.timeoutMs``). ``shadow_queue``/``shadow_workers``: per model version.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8700
     token: str | None = None
     telemetry_url: str | None = None
     endpoints: dict[str, str] = field(default_factory=dict)
-    shadow_queue: int = 1000
-    shadow_workers: int = 4
+    shadow_queue: int = 1000  # per model version
+    shadow_workers: int = 4  # per model version
+    shadow_timeout: float = 30.0
     threads_per_version: int = 4
     max_in_flight: int = 8
     breaker_threshold: int = 5
@@ -123,16 +133,17 @@ class Gateway:
         self.directory = Directory()
         self.book = StatusBook(self.home)
         self.gateway_id = 0
-        self.shadow_dropped = 0
         self.url = ""
         self._desired: dict[str, int] = {}
         self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
+        self._serving: dict[str, int] = {}  # revision serving with every version ready
+        self._attempts: dict[str, int] = {}  # failed loads in a row, for the retry backoff
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: ModelPool | None = None
         self._telemetry: TelemetryWriter | None = None
-        self._shadow: asyncio.Queue[_ShadowJob] | None = None
+        self._shadow: Lanes[_ShadowJob] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -161,7 +172,8 @@ class Gateway:
             breaker_threshold=self.config.breaker_threshold,
             breaker_cooldown=self.config.breaker_cooldown, on_state=self._backend_state)
         self._telemetry = TelemetryWriter(self.telemetry_url)
-        self._shadow = asyncio.Queue(maxsize=self.config.shadow_queue)
+        self._shadow = Lanes(self._shadow_call, capacity=self.config.shadow_queue,
+                             workers=self.config.shadow_workers)
         server = web.Server(self._handle, access_log=None)
         self._runner = web.ServerRunner(server, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -173,9 +185,7 @@ class Gateway:
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
         self.url = f"http://{host}:{port}"
         self.gateway_id = await self._in_books(self.book.started, self.url)
-        self._tasks = [asyncio.ensure_future(self._shadow_worker())
-                       for _ in range(self.config.shadow_workers)]
-        self._tasks.append(asyncio.ensure_future(self._purge_loop()))
+        self._tasks = [asyncio.ensure_future(self._purge_loop())]
         events = self.store.watch(since=None)  # before list(): nothing falls in between
         for rev in self.store.list():
             self._on_revision(rev)
@@ -189,6 +199,8 @@ class Gateway:
         self.store.close()  # ends the watch
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._shadow is not None:
+            await self._shadow.close()
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -247,6 +259,7 @@ class Gateway:
         name = rev.name
         if rev.overlay is None:
             self.directory = self.directory.without(name)
+            self._serving.pop(name, None)
             self._release()
             self._record(rev, "deleted", applied=True)
             return
@@ -257,6 +270,10 @@ class Gateway:
         assert self._pool is not None
         if not self._pool.ready(keys):
             self._record(rev, "warming")
+            if name not in self.directory.overlays:
+                # a new overlay: its host traffic flows at once; model calls get a clear 503
+                # until its versions are loaded and healthy
+                self._install(rev, spec)
             self._pending[name] = keys
             try:
                 failures = await self._pool.ensure(keys)
@@ -267,22 +284,39 @@ class Gateway:
                 self._record(rev, "superseded")
                 return
             if failures:
-                serving = self.directory.overlays.get(name)
-                still = (f"; revision {serving.revision} keeps serving" if serving is not None
-                         else "; nothing is served for this overlay until a revision loads")
-                self._record(rev, "failed", message="; ".join(failures.values()) + still)
+                serving = self._serving.get(name)
+                still = (f"; revision {serving} keeps serving" if serving is not None
+                         else "; host traffic passes through, model calls get 503 until the "
+                         "versions load")
+                retry = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** self._attempts.get(name, 0))
+                self._attempts[name] = self._attempts.get(name, 0) + 1
+                self._record(rev, "failed", message="; ".join(failures.values()) + still
+                             + f"; retrying in {retry:.0f} s")
+                assert self._loop is not None
+                self._loop.call_later(retry, self._retry, rev)
                 return
-        previous = self.directory.overlays.get(name)
-        plan = routing.plan(spec, overlay=name, revision=rev.revision,
-                            previous=previous.plan if previous is not None else None)
-        now = datetime.now(UTC)
-        active = Active.of(name, rev.revision, spec, plan, committed_at=rev.created_at,
-                           applied_at=now)
-        self.directory = self.directory.with_active(active)
+        now = self._install(rev, spec)
+        self._attempts.pop(name, None)
+        self._serving[name] = rev.revision
         self._record(rev, "serving", applied=True, now=now)
         self._release()
         self._applied.set()
         self._applied = asyncio.Event()
+
+    def _install(self, rev: Revision, spec: AIOverlaySpec) -> datetime:
+        """Swap in a directory where ``rev`` serves its overlay."""
+        previous = self.directory.overlays.get(rev.name)
+        plan = routing.plan(spec, overlay=rev.name, revision=rev.revision,
+                            previous=previous.plan if previous is not None else None)
+        now = datetime.now(UTC)
+        active = Active.of(rev.name, rev.revision, spec, plan, committed_at=rev.created_at,
+                           applied_at=now)
+        self.directory = self.directory.with_active(active)
+        return now
+
+    def _retry(self, rev: Revision) -> None:
+        if self._desired.get(rev.name) == rev.revision and not self._stopping.is_set():
+            self._tasks.append(asyncio.ensure_future(self._apply(rev)))
 
     def _record(self, rev: Revision, state: str, *, applied: bool = False,
                 now: datetime | None = None, message: str = "") -> None:
@@ -309,15 +343,16 @@ class Gateway:
                 keep.add(active.plan.shadow)
         for pending in self._pending.values():
             keep.update(pending)
-        assert self._pool is not None
+        assert self._pool is not None and self._shadow is not None
         self._pool.release(keep)
+        self._shadow.keep(keep)
 
     async def wait_applied(self, name: str, revision: int, timeout: float = 30.0) -> Active:
         """Wait until ``name`` serves ``revision`` (or a later one)."""
         deadline = time.monotonic() + timeout
         while True:
             active = self.directory.overlays.get(name)
-            if active is not None and active.revision >= revision:
+            if active is not None and self._serving.get(name, 0) >= revision:
                 return active
             left = deadline - time.monotonic()
             if left <= 0:
@@ -434,11 +469,12 @@ class Gateway:
             return _problem(422, "invalid_inputs", f"{err}", field=err.field,
                             overlay=name, version=version)
         trace = _trace_id(request)
-        if mirrored and active.plan.shadow is not None:
-            self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace))
         outcome = await self._pool.call(version, frame, active.timeout)
         self._telemetry_record(active, version, "primary", outcome, trace,
                                inputs=sample_of(frame))
+        if mirrored and active.plan.shadow is not None:
+            # queued after the primary call: the shadow's work starts once the answer is out
+            self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace))
         headers = {"x-overlay-model-version": version,
                    "x-overlay-revision": str(active.revision)}
         if outcome.ok:
@@ -452,19 +488,7 @@ class Gateway:
 
     def _offer(self, job: _ShadowJob) -> None:
         assert self._shadow is not None
-        try:
-            self._shadow.put_nowait(job)
-        except asyncio.QueueFull:
-            self.shadow_dropped += 1
-
-    async def _shadow_worker(self) -> None:
-        assert self._shadow is not None and self._pool is not None
-        while True:
-            job = await self._shadow.get()
-            try:
-                await self._shadow_call(job)
-            except Exception as err:  # one bad job must not stop the worker
-                _log.warning("shadow call failed: %s", err)
+        self._shadow.offer(job.version, job)
 
     async def _shadow_call(self, job: _ShadowJob) -> None:
         assert self._pool is not None
@@ -480,7 +504,7 @@ class Gateway:
             outcome = Outcome("rejected", 0.0, error=str(err))
             inputs = job.inputs if isinstance(job.inputs, dict) else None
         else:
-            outcome = await self._pool.call(job.version, frame, job.active.timeout)
+            outcome = await self._pool.call(job.version, frame, self.config.shadow_timeout)
             inputs = sample_of(frame)
         self._telemetry_record(job.active, job.version, role, outcome, job.trace_id,
                                inputs=inputs, source=job.source, host_status=host_status,
@@ -522,6 +546,7 @@ class Gateway:
         for name, active in self.directory.overlays.items():
             overlays[name] = {
                 "revision": active.revision, "desiredRevision": self._desired.get(name),
+                "ready": self._serving.get(name) == active.revision,
                 "mode": active.spec.mode, "host": active.base_url,
                 "appliedAt": active.applied_at.isoformat(),
                 "propagationMs": round((active.applied_at - active.committed_at)
@@ -532,7 +557,8 @@ class Gateway:
         telemetry = self._telemetry
         return {
             "url": self.url, "overlays": overlays, "models": self._pool.states(),
-            "shadow": {"queued": self._shadow.qsize(), "dropped": self.shadow_dropped},
+            "shadow": {"queued": self._shadow.queued, "dropped": self._shadow.total_dropped,
+                       "droppedByVersion": dict(self._shadow.dropped)},
             "telemetry": {"written": telemetry.written if telemetry else 0,
                           "dropped": telemetry.dropped if telemetry else 0},
         }
