@@ -7,8 +7,9 @@ new one in on every applied revision, so a request sees one consistent state.
 
 Host traffic selects its host application, in this order:
 
-1. the request's ``Host`` is the authority of an overlay's ``spec.host.url``
-   (DNS or ``/etc/hosts`` points the application's name at the gateway);
+1. the request's ``Host`` is the authority of an overlay's ``spec.host.url``, or its host
+   name alone when one host has that name (DNS or ``/etc/hosts`` points the
+   application's name at the gateway);
 2. the first label of ``Host`` is an overlay name (``sales-copilot.localhost:8700``;
    browsers resolve ``*.localhost`` to this machine);
 3. every overlay has the same host URL: that one.
@@ -24,7 +25,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlsplit
 
 from overlay_sdk.routing import BUCKETS, RoutePlan
@@ -49,14 +49,22 @@ def request_key(spec: AIOverlaySpec, headers: Mapping[str, str]) -> str | None:
     if sticky.header:
         return headers.get(sticky.header) or None
     if sticky.cookie:
-        raw = headers.get("Cookie")
-        if raw:
-            try:
-                jar: SimpleCookie = SimpleCookie(raw)
-            except CookieError:
-                return None
-            morsel = jar.get(sticky.cookie)
-            return morsel.value if morsel is not None and morsel.value else None
+        return _cookie(headers.getall("Cookie", ()) if hasattr(headers, "getall")
+                       else [headers.get("Cookie", "")], sticky.cookie)
+    return None
+
+
+def _cookie(lines: Iterable[str], name: str) -> str | None:
+    """The value of cookie ``name`` in ``Cookie`` lines (RFC 6265 section 5.4 pairs; one
+    malformed pair does not hide the others). A quoted value is unquoted."""
+    for line in lines:
+        for pair in line.split(";"):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value if value and '"' not in value else None
     return None
 
 
@@ -129,9 +137,18 @@ class HostTarget:
 
 
 def _authority(url: str) -> str:
+    """``host:port`` of a URL, lower case, with the scheme's default port made explicit and
+    IPv6 addresses in brackets (as they appear in a Host header)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{(parts.hostname or '').lower()}:{port}"
+    host = (parts.hostname or "").lower()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _host_key(url: str) -> str:
+    """One key for every spelling of the same host URL (case, default port, trailing /)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{_authority(url)}{parts.path.rstrip('/')}"
 
 
 @dataclass(frozen=True)
@@ -149,16 +166,17 @@ class Directory:
         overlays = {a.name: a for a in sorted(actives, key=lambda a: a.name)}
         grouped: dict[str, list[Active]] = {}
         for active in overlays.values():
-            grouped.setdefault(active.base_url, []).append(active)
+            grouped.setdefault(_host_key(active.base_url), []).append(active)
         hosts = {
-            url: HostTarget(url, tuple(group), tuple(a for a in group if a.spec.mode == "shadow"))
-            for url, group in grouped.items()
+            key: HostTarget(group[0].base_url, tuple(group),
+                            tuple(a for a in group if a.spec.mode == "shadow"))
+            for key, group in grouped.items()
         }
         return cls(
             overlays=overlays,
             _hosts=hosts,
-            _by_authority={_authority(url): t for url, t in hosts.items()},
-            _by_label={a.name: hosts[a.base_url] for a in overlays.values()},
+            _by_authority={_authority(t.base_url): t for t in hosts.values()},
+            _by_label={a.name: hosts[_host_key(a.base_url)] for a in overlays.values()},
         )
 
     def with_active(self, active: Active) -> Directory:
@@ -169,15 +187,19 @@ class Directory:
         """A new snapshot without overlay ``name``."""
         return Directory.of(a for n, a in self.overlays.items() if n != name)
 
-    def host_for(self, host_header: str | None, default_port: int) -> HostTarget | str:
+    def host_for(self, host_header: str | None, default_port: int = 80) -> HostTarget | str:
         """The host application a request with ``Host: host_header`` goes to, or a message
-        saying why none was chosen."""
+        saying why none was chosen. ``default_port``: the port a Host without one means."""
         if host_header:
             name, _, port = host_header.rpartition(":") if not host_header.endswith("]") else (
                 host_header, "", "")
             if not name or not port.isdigit():
                 name, port = host_header, str(default_port)
             target = self._by_authority.get(f"{name.lower()}:{port}")
+            if target is None:  # the host's name pointed at the gateway's own port
+                same = [t for a, t in self._by_authority.items()
+                        if a.rpartition(":")[0] == name.lower()]
+                target = same[0] if len(same) == 1 else None
             if target is not None:
                 return target
             label = name.split(".", 1)[0].lower()

@@ -42,6 +42,13 @@ def _nominated(headers: Headers) -> set[str]:
     return named
 
 
+def _append(headers: CIMultiDict[str], name: str, value: str) -> None:
+    """Add ``value`` to the list field ``name``, joining every line it already has
+    (a list field may come split over several lines; RFC 9110 section 5.3)."""
+    prior = [v for v in headers.getall(name, ()) if v.strip()]
+    headers[name] = ", ".join([*prior, value])
+
+
 def forward_request_headers(
     headers: Headers, *, client_ip: str | None, scheme: str, host: str | None,
     extra: Iterable[tuple[str, str]] = (), keep_length: bool = False,
@@ -54,7 +61,7 @@ def forward_request_headers(
     ``x-overlay-*`` fields) is added last. ``keep_length`` keeps ``Content-Length``
     (for a body passed through as a stream of known length).
     """
-    drop = _REQUEST_DROP | _nominated(headers) if headers.get("Connection") else _REQUEST_DROP
+    drop = _REQUEST_DROP | _nominated(headers) if "Connection" in headers else _REQUEST_DROP
     if keep_length:
         drop = drop - {"content-length"}
     out: CIMultiDict[str] = CIMultiDict()
@@ -64,13 +71,11 @@ def forward_request_headers(
             continue
         out.add(name, value)
     if client_ip:
-        prior = out.get("X-Forwarded-For")
-        out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+        _append(out, "X-Forwarded-For", client_ip)
     out.setdefault("X-Forwarded-Proto", scheme)
     if host:
         out.setdefault("X-Forwarded-Host", host)
-    prior_via = out.get("Via")
-    out["Via"] = f"{prior_via}, {VIA}" if prior_via else VIA
+    _append(out, "Via", VIA)
     for name, value in extra:
         out.add(name, value)
     return out
@@ -80,13 +85,12 @@ def forward_response_headers(headers: Headers, *, keep_length: bool = False
                              ) -> CIMultiDict[str]:
     """What to send the client for an upstream response with ``headers``: everything but
     hop-by-hop fields (``Content-Length`` only with ``keep_length``), plus ``Via``."""
-    drop = _RESPONSE_DROP | _nominated(headers) if headers.get("Connection") else _RESPONSE_DROP
+    drop = _RESPONSE_DROP | _nominated(headers) if "Connection" in headers else _RESPONSE_DROP
     if keep_length:
         drop = drop - {"content-length"}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in drop:
             out.add(name, value)
-    prior_via = out.get("Via")
-    out["Via"] = f"{prior_via}, {VIA}" if prior_via else VIA
+    _append(out, "Via", VIA)
     return out

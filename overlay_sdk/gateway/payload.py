@@ -119,8 +119,30 @@ def frame_of(inputs: Any, columns: Sequence[Column] | None) -> pd.DataFrame:
     for column in columns:  # JSON 3 is an int; a double column needs 3.0 (MLflow is strict)
         dtype = _DTYPES.get(column.type)
         if dtype is not None and not frame[column.name].isna().any():
-            frame[column.name] = frame[column.name].astype(dtype)
+            frame[column.name] = _cast(frame[column.name], column, dtype)
     return frame
+
+
+def _cast(values: pd.Series, column: Column, dtype: str) -> pd.Series:
+    """``values`` as ``dtype``, refusing what would not fit (no silent wrap-around or inf)."""
+    if column.type in _INTEGER:
+        info = np.iinfo(dtype)
+        outside = [v for v in values if not info.min <= v <= info.max]
+        if outside:
+            raise PayloadError(f"inputs.{column.name}", f"{outside[0]!r:.40} does not fit "
+                               f"{column.type} ({info.min} to {info.max})")
+        return values.astype(dtype)
+    if column.type == "float":
+        limit = float(np.finfo(np.float32).max)
+        outside = [v for v in values if isinstance(v, int | float) and abs(v) > limit]
+        if outside:
+            raise PayloadError(f"inputs.{column.name}", f"{outside[0]!r:.40} does not fit "
+                               "float (32-bit)")
+    try:
+        return values.astype(dtype)
+    except (OverflowError, ValueError) as err:
+        raise PayloadError(f"inputs.{column.name}", f"cannot be read as {column.type}: "
+                           f"{err}") from None
 
 
 def sample_of(frame: pd.DataFrame) -> dict[str, Any]:
@@ -138,7 +160,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, pd.Series | np.ndarray):
         return jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -136,6 +136,7 @@ class Gateway:
         self.url = ""
         self._desired: dict[str, int] = {}
         self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
+        self._deleted: set[str] = set()
         self._serving: dict[str, int] = {}  # revision serving with every version ready
         self._attempts: dict[str, int] = {}  # failed loads in a row, for the retry backoff
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,7 +180,11 @@ class Gateway:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port,
                            reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
         sockets = self._runner.addresses
         port = sockets[0][1] if sockets else self.config.port
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
@@ -260,9 +265,11 @@ class Gateway:
         if rev.overlay is None:
             self.directory = self.directory.without(name)
             self._serving.pop(name, None)
+            self._deleted.add(name)
             self._release()
             self._record(rev, "deleted", applied=True)
             return
+        self._deleted.discard(name)
         spec = rev.overlay.spec
         keys = [f"{r.model}:{r.version}" for r in spec.routes]
         if spec.shadow is not None:
@@ -296,6 +303,9 @@ class Gateway:
                 self._loop.call_later(retry, self._retry, rev)
                 return
         now = self._install(rev, spec)
+        if name not in self._serving:  # first served here: apply its retention now
+            self._tasks.append(asyncio.ensure_future(
+                self._purge(self.directory.overlays[name])))
         self._attempts.pop(name, None)
         self._serving[name] = rev.revision
         self._record(rev, "serving", applied=True, now=now)
@@ -353,6 +363,7 @@ class Gateway:
         while True:
             active = self.directory.overlays.get(name)
             if active is not None and self._serving.get(name, 0) >= revision:
+                await self._in_books(lambda: None)  # status book written up to here
                 return active
             left = deadline - time.monotonic()
             if left <= 0:
@@ -367,7 +378,7 @@ class Gateway:
         path = request.path
         if path.startswith(ADMIN) or path == "/healthz":
             return await self._admin(request, path)
-        target = self.directory.host_for(request.host, self.config.port)
+        target = self.directory.host_for(request.host)
         if isinstance(target, str):
             return web.Response(status=421, text=f"overlay gateway: {target}\n")
         return await self._passthrough(request, target)
@@ -449,9 +460,10 @@ class Gateway:
         active = self.directory.overlays.get(name)
         if active is None:
             known = ", ".join(self.directory.overlays) or "none yet"
-            state = ("still warming (its model versions are loading)"
-                     if name in self._desired else "not in this gateway's store")
-            return _problem(503 if name in self._desired else 404, "no_overlay",
+            warming = name in self._desired and name not in self._deleted
+            state = ("still warming (its model versions are loading)" if warming
+                     else "deleted" if name in self._deleted else "not in this gateway's store")
+            return _problem(503 if warming else 404, "no_overlay",
                             f"overlay {name!r} is {state}; overlays served: {known}")
         try:
             document = await request.json(loads=json.loads)
@@ -524,18 +536,21 @@ class Gateway:
             host_status=host_status, host_output=host_output)
         self._telemetry.submit(record, sample_rate=active.sample_rate, redact=active.redact)
 
+    async def _purge(self, active: Active) -> None:
+        """Apply the overlay's retention (``spec.telemetry.retentionDays``, default 30)."""
+        days = active.spec.telemetry.retention_days if active.spec.telemetry else 30
+        job = functools.partial(purge, self.telemetry_url, older_than_days=days,
+                                overlay=active.name)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, job)
+        except Exception as err:  # retention must never stop the data plane
+            _log.warning("telemetry retention for %s failed: %s", active.name, err)
+
     async def _purge_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            for active in list(self.directory.overlays.values()):
-                days = active.spec.telemetry.retention_days if active.spec.telemetry else 30
-                job = functools.partial(purge, self.telemetry_url, older_than_days=days,
-                                        overlay=active.name)
-                try:
-                    await loop.run_in_executor(None, job)
-                except Exception as err:
-                    _log.warning("telemetry retention for %s failed: %s", active.name, err)
             await asyncio.sleep(PURGE_EVERY_S)
+            for active in list(self.directory.overlays.values()):
+                await self._purge(active)
 
     # -- status ------------------------------------------------------------------------------
 
