@@ -115,15 +115,25 @@ async def proxy_http(
 
 async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
                 sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
-    async for message in source:
-        if message.type == aiohttp.WSMsgType.TEXT:
+    """Relay messages from ``source`` to ``sink``. When ``source`` sends a close frame, close
+    ``sink`` with its code and reason, then answer ``source`` with the code ``sink`` answered
+    (so a close started on either side comes back as the other side replied)."""
+    while True:
+        message = await source.receive()
+        kind = message.type
+        if kind == aiohttp.WSMsgType.TEXT:
             await sink.send_str(message.data)
-        elif message.type == aiohttp.WSMsgType.BINARY:
+        elif kind == aiohttp.WSMsgType.BINARY:
             await sink.send_bytes(message.data)
-        else:
-            break
-    code = source.close_code or aiohttp.WSCloseCode.OK
-    await sink.close(code=code)
+        elif kind == aiohttp.WSMsgType.CLOSE:
+            code = int(message.data or aiohttp.WSCloseCode.OK)
+            reason = (message.extra or "").encode()
+            await sink.close(code=code, message=reason)
+            await source.close(code=sink.close_code or code, message=reason)
+            return
+        elif kind in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                      aiohttp.WSMsgType.ERROR):
+            return  # the other direction is closing both sides
 
 
 async def proxy_websocket(

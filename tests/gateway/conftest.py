@@ -108,11 +108,14 @@ def echo_url() -> Iterator[str]:
         ready.set()
         loop.run_forever()
 
-    threading.Thread(target=run, daemon=True).start()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
     ready.wait(10)
     yield f"http://127.0.0.1:{port[0]}"
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
 
 
 @pytest.fixture(scope="module")
