@@ -1,17 +1,19 @@
 """``make demo``: initialise the embedded control plane and open JupyterLab on ``examples/``.
 
-``python -m overlay_sdk.demo`` creates (or opens) the overlay home, prints what is
-in it, then runs JupyterLab on the examples folder with ``OVERLAY_HOME`` set, so
-every notebook kernel finds the same store and registry. With ``DEMO_SMOKE=1`` (or
-``--smoke``) it starts everything on a free port, checks that JupyterLab, the example
-notebook, a kernel and the control plane answer, then stops and exits 0 (a test runs
-this). Called by the Makefile only.
+``python -m overlay_sdk.demo`` creates (or opens) the overlay home, prints what is in
+it, starts the sample legacy app (Acme CRM, port 8001) and the overlay gateway (port
+8700) in the background, then runs JupyterLab on the examples folder with
+``OVERLAY_HOME`` set, so every notebook kernel finds the same store and registry. With
+``DEMO_SMOKE=1`` (or ``--smoke``) it starts everything on free ports, checks that
+JupyterLab, the example notebook, a kernel, the control plane, the legacy app and the
+gateway answer, then stops and exits 0 (a test runs this). Called by the Makefile only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +165,44 @@ def _control_plane_check(home: Path) -> int:
     return 200
 
 
+@contextlib.contextmanager
+def _services(examples: Path, env: dict[str, str], *, crm_port: int, gateway_port: int
+              ) -> Iterator[dict[str, str]]:
+    """The sample legacy app and the gateway as background processes, stopped on exit."""
+    crm_port = crm_port if _port_is_free(crm_port) else _free_port()
+    gateway_port = gateway_port if _port_is_free(gateway_port) else _free_port()
+    procs = [
+        subprocess.Popen([sys.executable, str(examples / "legacy_app" / "app.py"),
+                          "--port", str(crm_port)], env=env, stdout=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "overlay_sdk.cli", "gateway", "--port",
+                          str(gateway_port), "--log-level", "warning"], env=env),
+    ]
+    urls = {"Acme CRM (the legacy app)": f"http://127.0.0.1:{crm_port}",
+            "overlay gateway": f"http://127.0.0.1:{gateway_port}"}
+    try:
+        for name, url in urls.items():
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if _request(f"{url}/healthz", timeout=2)[0] == 200:
+                        break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise SystemExit(f"{name} did not start at {url}")
+                time.sleep(0.2)
+            print(f"{name}: {url}")
+        yield urls
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _smoke(examples: Path, home: Path, env: dict[str, str]) -> int:
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
@@ -174,6 +215,9 @@ def _smoke(examples: Path, home: Path, env: dict[str, str]) -> int:
         }
         checks["kernel runs the SDK"] = _kernel_check(base, token, home)
         checks["control plane"] = _control_plane_check(home)
+        with _services(examples, env, crm_port=_free_port(), gateway_port=_free_port()) as urls:
+            for name, url in urls.items():
+                checks[name] = _request(f"{url}/healthz")[0]
         for name, code in checks.items():
             print(f"demo smoke: {name}: {'ok' if code in (200, 201) else f'FAILED ({code})'}")
         return 0 if all(code in (200, 201) for code in checks.values()) else 1
@@ -215,8 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port if _port_is_free(args.port) else _free_port()
     if port != args.port:
         print(f"port {args.port} is busy; using {port}")
-    print(f"\nOpen http://127.0.0.1:{port}/lab/tree/{FIRST_NOTEBOOK}?token={token}\n")
-    os.execvpe(sys.executable, _lab_command(examples, port, token), env)
+    with _services(examples, env, crm_port=8001, gateway_port=8700):
+        print(f"\nOpen http://127.0.0.1:{port}/lab/tree/{FIRST_NOTEBOOK}?token={token}\n")
+        lab = subprocess.Popen(_lab_command(examples, port, token), env=env)
+        try:
+            return lab.wait()
+        except KeyboardInterrupt:
+            lab.send_signal(signal.SIGINT)
+            lab.send_signal(signal.SIGINT)  # JupyterLab asks to confirm the first one
+            return lab.wait(timeout=30)
 
 
 if __name__ == "__main__":

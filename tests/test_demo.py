@@ -1,4 +1,5 @@
-"""`DEMO_SMOKE=1 make demo`: JupyterLab, the notebook, a kernel and the control plane answer."""
+"""`DEMO_SMOKE=1 make demo`: JupyterLab, the notebook, a kernel, the control plane, the legacy
+app and the gateway answer."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def test_make_demo_smoke(tmp_path: Path) -> None:
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    for check in ("lab page", "example notebook", "kernel runs the SDK", "control plane"):
+    for check in ("lab page", "example notebook", "kernel runs the SDK", "control plane",
+                  "Acme CRM (the legacy app)", "overlay gateway"):
         assert f"demo smoke: {check}: ok" in out, out[-4000:]
     assert (tmp_path / "home" / "overlays.db").exists()
     assert (tmp_path / "home" / "mlflow.db").exists()
