@@ -334,7 +334,8 @@ class Telemetry(_Model):
         default=1.0, strict=True, ge=0, le=1, allow_inf_nan=False,
         description="Share of calls (0-1) whose inputs and output are stored.",
     )
-    redact: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    redact: list[Annotated[str, Field(min_length=1, max_length=128,
+                                      description="An input field name.")]] = Field(
         default_factory=list, max_length=64,
         description="Input fields stored as *** (case-insensitive names), e.g. [email, ssn].",
     )

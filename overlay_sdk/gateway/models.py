@@ -76,6 +76,7 @@ class ModelPool:
         self.breaker_cooldown = breaker_cooldown
         self._on_state = on_state
         self._entries: dict[str, _Entry] = {}
+        self._running: set[asyncio.Future[Any]] = set()  # calls, abandoned ones included
         self._loader = concurrent.futures.ThreadPoolExecutor(1, "overlay-loader")
 
     def state(self, key: str) -> tuple[VersionState, str | None] | None:
@@ -183,9 +184,11 @@ class ModelPool:
                 f"{entry.breaker.retry_in(now):.1f} s"))
         entry.in_flight += 1
         task = asyncio.ensure_future(entry.backend.predict(frame))
+        self._running.add(task)
 
         def finished(_: object) -> None:
             entry.in_flight -= 1
+            self._running.discard(task)
 
         task.add_done_callback(finished)
         try:
@@ -203,7 +206,9 @@ class ModelPool:
         return done("ok", output=output)
 
     def close(self) -> None:
-        """Drop every backend and stop the loader thread."""
+        """Drop every backend, abandon calls still running, stop the loader thread."""
+        for task in list(self._running):
+            task.cancel()
         self.release(())
         self._loader.shutdown(wait=False, cancel_futures=True)
 
