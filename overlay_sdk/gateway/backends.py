@@ -32,6 +32,8 @@ from overlay_sdk.gateway.payload import Column, jsonable
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_images import ImageConfig
 
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for abandoned calls
+
 __all__ = ["Backend", "HttpBackend", "PyfuncBackend", "UnsupportedBackend", "backend_for"]
 
 
@@ -136,7 +138,8 @@ class HttpBackend:
     async def predict(self, frame: pd.DataFrame) -> Any:
         body = {"dataframe_split": {"columns": [str(c) for c in frame.columns],
                                     "data": jsonable(frame.to_numpy().tolist())}}
-        async with self._session.post(self.endpoint + "/invocations", json=body) as resp:
+        async with self._session.post(self.endpoint + "/invocations", json=body,
+                                      timeout=CALL_TIMEOUT) as resp:
             if resp.status >= 400:
                 text = (await resp.text())[:300]
                 raise BackendError(f"{self.key} answered {resp.status}: {text}")

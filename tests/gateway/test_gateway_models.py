@@ -156,3 +156,81 @@ def test_calls_are_recorded_in_telemetry(plane: ControlPlane, gateway: GatewayHa
     assert last["role"] == "primary" and last["status"] == "ok" and last["source"] == "invoke"
     assert last["input.amount"] == ROW["amount"]
     assert last["latency_ms"] > 0
+
+
+class ScoringServer:
+    """A model container speaking MLflow's scoring protocol, on a thread's event loop."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.loop = asyncio.new_event_loop()
+        self.runner: Any = None
+        self.url = ""
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        async def invocations(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.requests.append(body)
+            rows = body["dataframe_split"]["data"]
+            return web.json_response({"predictions": [len(r) for r in rows]})
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_post("/invocations", invocations)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    def start(self) -> None:
+        import threading
+
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_a_container_model_is_called_over_http_and_fails_open_when_it_goes_away(
+        plane: ControlPlane, legacy_url: str) -> None:
+    server = ScoringServer()
+    server.start()
+    try:
+        o = plane.overlays.create("container", host=legacy_url, routes={"scorer:1": 100},
+                                  slo={"timeoutMs": 500})
+        with plane.start_gateway(port=0, endpoints={"scorer:1": server.url}) as gw:
+            gw.wait(o)
+            status, headers, body = call(gw, "container")
+            assert status == 200 and body["outputs"] == [4]
+            assert headers["x-overlay-model-version"] == "scorer:1"
+            sent = server.requests[-1]["dataframe_split"]
+            assert dict(zip(sent["columns"], sent["data"][0], strict=True)) == ROW
+            server.stop()  # the container goes away: connections are refused
+            start = time.perf_counter()
+            status, _, body = call(gw, "container")
+            assert time.perf_counter() - start < 0.5
+            assert status == 502 and body["degraded"] is True
+            assert "scorer:1" in body["error"]["message"]
+            assert "Connect" in body["error"]["message"]  # aiohttp's ClientConnectorError
+
+            async def host() -> int:
+                async with aiohttp.ClientSession() as s, s.get(
+                        gw.url + "/api/customers", headers={"Host": "container.localhost"}) as r:
+                    return r.status
+
+            assert asyncio.run(host()) == 200
+    finally:
+        server.close()
