@@ -591,10 +591,17 @@ class Overlay:
     def metrics(self, *, since: Any = None, by: str | None = "version") -> pd.DataFrame:
         """Model calls served for this overlay, summarised per model version and role:
         calls, errors, timeouts, rejected, error_rate, p50/p95/p99/mean latency (ms) and
-        share (% of the role's calls). ``by="minute"|"hour"|"day"`` adds a time column;
+        share (% of the role's calls), since the overlay was (re)created.
+        ``by="minute"|"hour"|"day"`` adds a time column;
         ``by=None`` returns the call records (sampled inputs as ``input.<feature>``).
         ``since``: a datetime or a phrase such as "an hour ago"."""
-        return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by)
+        history = self._cp.store.history(self.name)
+        created = 1  # the first revision after the last deletion
+        for before, after in zip(history, history[1:], strict=False):
+            if before.action == "delete" and after.action == "apply":
+                created = after.revision
+        return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by,
+                               first_revision=created)
 
     def history(self) -> pd.DataFrame:
         """Every revision, oldest first: revision, action, time, author, message, changes."""

@@ -71,6 +71,9 @@ class OverlayStatus:
         return (f"{self.name}: {self.state}: stored revision {self.revision}, {served} at "
                 f"{self.gateway_url}{tail}")
 
+    def __repr__(self) -> str:
+        return f"<OverlayStatus {self}>"
+
     def _repr_html_(self) -> str:
         colour = {"serving": "#2e7d32", "warming": "#f9a825", "failed": "#c62828"}.get(
             self.state, "#616161")
@@ -150,9 +153,14 @@ def metrics_frame(calls: pd.DataFrame, by: str | None = "version") -> pd.DataFra
 
 
 def overlay_metrics(url: str, name: str, *, since: Any = None, by: str | None = "version",
-                    now: datetime | None = None) -> pd.DataFrame:
+                    first_revision: int = 1, now: datetime | None = None) -> pd.DataFrame:
     """Metrics of overlay ``name`` from the telemetry store at ``url`` (see
-    :func:`metrics_frame`); ``since`` is a datetime or a phrase ("an hour ago")."""
+    :func:`metrics_frame`); ``since`` is a datetime or a phrase ("an hour ago");
+    ``first_revision`` leaves out calls of earlier revisions (an overlay deleted and
+    created again continues its numbering, and starts its metrics afresh)."""
     start = parse_when(since, now or datetime.now(UTC), field="since") if since is not None \
         else None
-    return metrics_frame(read_calls(url, overlay=name, since=start), by)
+    calls = read_calls(url, overlay=name, since=start)
+    if first_revision > 1:
+        calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
+    return metrics_frame(calls, by)

@@ -102,6 +102,12 @@ class GatewayHandle:
         except TimeoutError as err:
             raise BackendError(str(err)) from None
 
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every model call so far is in the telemetry store (``o.metrics()``)."""
+        telemetry = self.gateway.telemetry
+        if telemetry is not None:
+            telemetry.flush(timeout)
+
     def stop(self) -> None:
         """Stop the gateway (telemetry still queued is written first). Safe to call twice."""
         if self.running:

@@ -154,6 +154,11 @@ class Gateway:
     # -- life cycle ------------------------------------------------------------------------
 
     @property
+    def telemetry(self) -> TelemetryWriter | None:
+        """The writer of call records (None before :meth:`start`)."""
+        return self._telemetry
+
+    @property
     def telemetry_url(self) -> str:
         return self.config.telemetry_url or f"sqlite:///{self.home / 'telemetry.db'}"
 

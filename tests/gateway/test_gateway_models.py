@@ -148,7 +148,7 @@ def test_calls_are_recorded_in_telemetry(plane: ControlPlane, gateway: GatewayHa
     before = len(read_calls(plane.telemetry_url, overlay="split"))
     call(gateway, "split", headers={"x-user-id": "ada", "traceparent":
                                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
-    gateway.gateway._telemetry.flush()  # type: ignore[union-attr]
+    gateway.flush()
     calls = read_calls(plane.telemetry_url, overlay="split")
     assert len(calls) == before + 1
     last = calls.iloc[-1]

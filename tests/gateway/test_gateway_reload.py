@@ -142,7 +142,7 @@ def test_metrics_summarise_the_calls_per_version(plane: ControlPlane, gateway: G
     gateway.wait(o)
     for user in range(200):
         request(f"{gateway.url}/_overlay/counted/invoke", headers={"x-user-id": f"u{user}"})
-    gateway.gateway._telemetry.flush()  # type: ignore[union-attr]
+    gateway.flush()
     frame = o.metrics()
     assert list(frame["version"]) == ["1", "2"] and set(frame["role"]) == {"primary"}
     assert frame["calls"].sum() == 200 and (frame["errors"] == 0).all()
@@ -162,7 +162,7 @@ def test_sampling_keeps_timing_but_not_payloads(plane: ControlPlane, gateway: Ga
     gateway.wait(o)
     for _ in range(5):
         request(f"{gateway.url}/_overlay/unsampled/invoke")
-    gateway.gateway._telemetry.flush()  # type: ignore[union-attr]
+    gateway.flush()
     records = o.metrics(by=None)
     assert len(records) == 5 and records["output"].isna().all()
     assert not any(c.startswith("input.") for c in records.columns)
@@ -252,3 +252,22 @@ def test_overlay_gateway_command_serves_until_terminated(plane: ControlPlane, li
             proc.stderr.close()
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
 
+
+
+def test_metrics_of_a_recreated_overlay_start_afresh(plane: ControlPlane,
+                                                     gateway: GatewayHandle,
+                                                     legacy_url: str) -> None:
+    def make() -> Overlay:
+        o = plane.overlays.create("again", host=legacy_url, routes={"fraud:1": 100})
+        gateway.wait(o)
+        return o
+
+    o = make()
+    for _ in range(3):
+        request(f"{gateway.url}/_overlay/again/invoke")
+    plane.overlays.delete("again")
+    o = make()
+    request(f"{gateway.url}/_overlay/again/invoke")
+    gateway.flush()
+    assert o.metrics()["calls"].sum() == 1
+    assert len(o.metrics(by=None)) == 1 and o.metrics(by=None)["revision"].tolist() == [3]

@@ -103,7 +103,7 @@ def test_shadow_mode_forks_matching_host_requests(plane: ControlPlane, gateway: 
     assert status == 200 and set(answer) == {"decision", "rule"}  # the host's own answer
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        gateway.gateway._telemetry.flush()  # type: ignore[union-attr]
+        gateway.flush()
         calls = read_calls(plane.telemetry_url, overlay="decisions")
         if len(calls):
             break
@@ -114,7 +114,7 @@ def test_shadow_mode_forks_matching_host_requests(plane: ControlPlane, gateway: 
     assert record["output"] in ([0], [1]) and record["input.amount"] == 50_000.0
     # requests that do not match are not forked
     asyncio.run(_get(gateway.url + "/api/customers"))
-    gateway.gateway._telemetry.flush()  # type: ignore[union-attr]
+    gateway.flush()
     assert len(read_calls(plane.telemetry_url, overlay="decisions")) == len(calls)
 
 
