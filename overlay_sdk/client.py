@@ -12,6 +12,7 @@ Called by notebooks, and later by the CLI, widgets and the Jupyter server extens
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
@@ -585,8 +586,14 @@ class Overlay:
         """Where this overlay stands in the running gateway: the revision it serves, when it
         was applied and how long the change took to reach it (``.history`` per revision),
         and each model version's state (warming, ready, failed)."""
-        current = self._cp.store.get(self.name).revision
-        return overlay_status(self._cp.home, self.name, current)
+        current = self._cp.store.get(self.name)
+        versions: list[str] = []
+        if current.overlay is not None:
+            spec = current.overlay.spec
+            versions = [f"{r.model}:{r.version}" for r in spec.routes]
+            if spec.shadow is not None:
+                versions.append(f"{spec.shadow.model}:{spec.shadow.version}")
+        return overlay_status(self._cp.home, self.name, current.revision, versions)
 
     def metrics(self, *, since: Any = None, by: str | None = "version") -> pd.DataFrame:
         """Model calls served for this overlay, summarised per model version and role:
@@ -597,7 +604,7 @@ class Overlay:
         ``since``: a datetime or a phrase such as "an hour ago"."""
         history = self._cp.store.history(self.name)
         created = 1  # the first revision after the last deletion
-        for before, after in zip(history, history[1:], strict=False):
+        for before, after in itertools.pairwise(history):
             if before.action == "delete" and after.action == "apply":
                 created = after.revision
         return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by,

@@ -9,6 +9,7 @@ version (or per time bucket) as a DataFrame.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -38,7 +39,8 @@ class OverlayStatus:
     stored revision's versions are loading; ``serving_revision`` still serves),
     ``failed`` (it could not be applied: ``message`` says why), ``behind`` (the gateway
     has not seen it yet) or ``no gateway`` (none is running for this home).
-    ``history`` lists every revision the gateway saw, newest first, with when it was
+    ``versions`` gives the state of each version the stored revision names (warming, ready,
+    failed). ``history`` lists every revision the gateway saw, newest first, with when it was
     committed and applied and the propagation time in milliseconds.
     """
 
@@ -88,9 +90,10 @@ def _ts(value: Any) -> datetime | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
 
 
-def overlay_status(home: str | Path, name: str, stored_revision: int) -> OverlayStatus:
-    """The status of overlay ``name`` (stored at ``stored_revision``) in the running gateway
-    of ``home``."""
+def overlay_status(home: str | Path, name: str, stored_revision: int,
+                   versions: Iterable[str] = ()) -> OverlayStatus:
+    """The status of overlay ``name`` (stored at ``stored_revision``, naming ``versions``)
+    in the running gateway of ``home``."""
     book = StatusBook(home)
     live = book.live_gateway()
     if live is None:
@@ -103,13 +106,14 @@ def overlay_status(home: str | Path, name: str, stored_revision: int) -> Overlay
     state = str(current["state"].iloc[0]) if len(current) else "behind"
     message = str(current["message"].iloc[0]) if len(current) else ""
     top = serving.iloc[0] if len(serving) else None
-    versions = {v: s for v, (s, _) in backends.items()}
+    states = {v: s for v, (s, _) in backends.items()}
+    named = {v: states.get(v, "not loaded") for v in versions}
     return OverlayStatus(
         name=name, revision=stored_revision, state=state,
         serving_revision=int(top["revision"]) if top is not None else None,
         applied_at=_ts(top["applied_at"]) if top is not None else None,
         propagation_ms=float(top["propagation_ms"]) if top is not None else None,
-        gateway_url=str(live["url"]), message=message, versions=versions, history=history,
+        gateway_url=str(live["url"]), message=message, versions=named, history=history,
     )
 
 

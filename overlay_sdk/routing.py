@@ -16,7 +16,7 @@ and the Kubernetes renderer (the weights and the mirror percent, :meth:`RoutePla
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from overlay_sdk.errors import ValidationError
@@ -28,6 +28,7 @@ __all__ = [
     "bucket_of",
     "moved_share",
     "plan",
+    "replay",
     "shadow_point",
     "weight_moved",
 ]
@@ -142,6 +143,19 @@ def plan(
         shadow_percent=float(shadow.percent) if shadow is not None else 0.0,
         _counts=tuple(targets.values()),
     )
+
+
+def replay(history: Iterable[tuple[int, AIOverlaySpec | None]], *, overlay: str = ""
+           ) -> RoutePlan | None:
+    """The plan of the last revision in ``history`` ((revision, spec) pairs, oldest first;
+    None for a deletion), derived revision by revision from the last creation. Every
+    consumer that replays the same history gets the same plan, so a restarted gateway, or
+    a second one, routes every key as a gateway that followed each change did."""
+    current: RoutePlan | None = None
+    for number, spec in history:
+        current = None if spec is None else plan(spec, overlay=overlay, revision=number,
+                                                 previous=current)
+    return current
 
 
 def moved_share(before: RoutePlan, after: RoutePlan) -> float:

@@ -12,6 +12,7 @@ records as a DataFrame, with sampled inputs as one column per named feature
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import random
 import threading
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 REDACTED = "***"
+_log = logging.getLogger("overlay_sdk.telemetry")
 Role = Literal["primary", "shadow"]
 Status = Literal["ok", "error", "timeout", "rejected"]
 Source = Literal["invoke", "host"]
@@ -94,10 +96,17 @@ class CallRecord:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def _redacted(inputs: Mapping[str, Any] | None, fields: frozenset[str]) -> dict[str, Any] | None:
-    if inputs is None:
-        return None
-    return {k: (REDACTED if k.lower() in fields else v) for k, v in inputs.items()}
+def _redacted(value: Any, fields: frozenset[str]) -> Any:
+    """``value`` with every mapping entry whose key is in ``fields`` (lower case) replaced by
+    ``***``, at any depth (inputs, model outputs and the host's answer alike)."""
+    if not fields or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: (REDACTED if str(k).lower() in fields else _redacted(v, fields))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, fields) for v in value]
+    return value
 
 
 def _json(value: Any, keep: bool) -> str | None:
@@ -106,6 +115,8 @@ def _json(value: Any, keep: bool) -> str | None:
 
 def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict[str, Any]:
     inputs = _redacted(record.inputs, fields) if keep_payload else None
+    output = _redacted(record.output, fields) if keep_payload else None
+    host_output = _redacted(record.host_output, fields) if keep_payload else None
     return {
         "time": record.time, "overlay": record.overlay, "revision": record.revision,
         "model": record.model, "version": record.version, "role": record.role,
@@ -113,15 +124,25 @@ def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict
         "error": record.error, "trace_id": record.trace_id,
         "tokens_in": record.tokens_in, "tokens_out": record.tokens_out,
         "inputs": _json(inputs, True),
-        "output": _json(record.output, keep_payload),
+        "output": _json(output, keep_payload),
         "source": record.source, "host_status": record.host_status,
-        "host_output": _json(record.host_output, keep_payload),
+        "host_output": _json(host_output, keep_payload),
     }
+
+
+def _wal(dbapi_connection: Any, _: Any) -> None:
+    """SQLite in WAL mode: notebooks read call records while the gateway writes them."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
 
 
 def _engine(url: str) -> sa.Engine:
     try:
         engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _wal)
         _METADATA.create_all(engine)
     except sa.exc.SQLAlchemyError as err:
         raise BackendError(redact(f"telemetry store at {url} failed: {err}; check the URL and "
@@ -154,7 +175,8 @@ class TelemetryWriter:
         self.redact = frozenset(f.lower() for f in redact)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.dropped = 0
+        self._dropped_full = 0  # counted by submitters
+        self._dropped_failed = 0  # counted by the writer thread
         self.written = 0
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
         self._random = random.Random(seed)
@@ -171,13 +193,19 @@ class TelemetryWriter:
         for this record (the gateway passes each overlay's ``spec.telemetry``)."""
         rate = self.sample_rate if sample_rate is None else sample_rate
         keep = rate >= 1 or self._random.random() < rate
+        row = _row(record, self.redact if redact is None else redact, keep)
+        self._idle.clear()  # before the put: the writer sets it again once this is written
         try:
-            self._queue.put_nowait(_row(record, self.redact if redact is None else redact, keep))
+            self._queue.put_nowait(row)
         except queue.Full:
-            self.dropped += 1
+            self._dropped_full += 1
             return False
-        self._idle.clear()
         return True
+
+    @property
+    def dropped(self) -> int:
+        """Records lost: the queue was full, or the database refused a batch."""
+        return self._dropped_full + self._dropped_failed
 
     def _take_batch(self) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
@@ -197,8 +225,10 @@ class TelemetryWriter:
                     with self.engine.begin() as conn:
                         conn.execute(calls_table.insert(), batch)
                     self.written += len(batch)
-                except sa.exc.SQLAlchemyError:
-                    self.dropped += len(batch)  # never take the data plane down with us
+                except sa.exc.SQLAlchemyError as err:  # never take the data plane down with us
+                    self._dropped_failed += len(batch)
+                    _log.warning("telemetry: %d call records lost, the store refused them: %s",
+                                 len(batch), redact(str(err))[:500])
             if self._queue.empty():
                 self._idle.set()
 

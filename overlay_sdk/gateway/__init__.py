@@ -8,7 +8,9 @@ foreground (:func:`serve`). See :mod:`overlay_sdk.gateway.server` for what it do
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -24,6 +26,7 @@ from overlay_sdk.store import Store
 __all__ = ["Gateway", "GatewayConfig", "GatewayHandle", "new_loop", "serve", "start_gateway"]
 
 T = TypeVar("T")
+_log = logging.getLogger("overlay_sdk.gateway")
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -44,6 +47,15 @@ def check_config(config: GatewayConfig) -> None:
     if config.token is not None and (not isinstance(config.token, str) or len(config.token) < 8):
         raise ValidationError.at("token", "give a bearer token of at least 8 characters, or "
                                  "None for an open gateway")
+    for name in ("shadow_queue", "shadow_workers", "threads_per_version", "max_in_flight",
+                 "breaker_threshold"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValidationError.at(name, f"give a whole number >= 1, got {value!r}")
+    for name in ("breaker_cooldown", "shadow_timeout", "load_timeout"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValidationError.at(name, f"give a number of seconds > 0, got {value!r}")
     for key, url in config.endpoints.items():
         if ":" not in key or not str(url).startswith(("http://", "https://")):
             raise ValidationError.at(f"endpoints[{key!r}]", "map model:version to an http(s) "
@@ -111,10 +123,15 @@ class GatewayHandle:
     def stop(self) -> None:
         """Stop the gateway (telemetry still queued is written first). Safe to call twice."""
         if self.running:
-            with contextlib.suppress(RuntimeError):
+            try:
                 asyncio.run_coroutine_threadsafe(self.gateway.stop(), self._loop).result(30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+            except (RuntimeError, TimeoutError, concurrent.futures.TimeoutError) as err:
+                _log.warning("the gateway did not stop cleanly within 30 s (%s); stopping "
+                             "its loop anyway", err or type(err).__name__)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                    self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=10)
 
     def __enter__(self) -> GatewayHandle:
         return self

@@ -12,7 +12,6 @@ threads, so one hanging version cannot starve another) bounds every wait.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,13 +21,15 @@ import aiohttp
 import pandas as pd
 
 from overlay_sdk.errors import OverlayError
-from overlay_sdk.gateway.backends import Backend, backend_for
+from overlay_sdk.gateway.backends import Backend, UnsupportedBackend, backend_for
 from overlay_sdk.gateway.breaker import Breaker
+from overlay_sdk.gateway.threads import DaemonExecutor
 from overlay_sdk.registry import ModelRegistry
 
 __all__ = ["ModelPool", "Outcome", "VersionState"]
 
 VersionState = Literal["warming", "ready", "failed"]
+LOADERS = 4  # versions loading at once; a hanging load holds one of them until its timeout
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class _Entry:
     loading: asyncio.Future[None] | None = None
     breaker: Breaker = field(default_factory=Breaker)
     in_flight: int = 0
-    executor: concurrent.futures.ThreadPoolExecutor | None = None
+    executor: DaemonExecutor | None = None
+    permanent: bool = False  # failed for a reason that retrying cannot fix
 
 
 class ModelPool:
@@ -65,7 +67,7 @@ class ModelPool:
         self, registry: ModelRegistry, session: aiohttp.ClientSession, *,
         endpoints: dict[str, str] | None = None, threads_per_version: int = 4,
         max_in_flight: int = 8, breaker_threshold: int = 5, breaker_cooldown: float = 5.0,
-        on_state: Callable[[str, str, str | None], None] | None = None,
+        load_timeout: float = 300.0, on_state: Callable[[str, str, str | None], None] | None = None,
     ) -> None:
         self.registry = registry
         self.session = session
@@ -74,10 +76,11 @@ class ModelPool:
         self.max_in_flight = max_in_flight
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown = breaker_cooldown
+        self.load_timeout = load_timeout
         self._on_state = on_state
         self._entries: dict[str, _Entry] = {}
         self._running: set[asyncio.Future[Any]] = set()  # calls, abandoned ones included
-        self._loader = concurrent.futures.ThreadPoolExecutor(1, "overlay-loader")
+        self._loader = DaemonExecutor(LOADERS, "overlay-loader")
 
     def state(self, key: str) -> tuple[VersionState, str | None] | None:
         """(state, error) of version ``key``, None when the pool does not hold it."""
@@ -103,11 +106,17 @@ class ModelPool:
         if self._on_state is not None:
             self._on_state(entry.key, state, error)
 
+    def permanent(self, key: str) -> bool:
+        """Whether version ``key`` failed for a reason retrying cannot fix (an unsupported
+        kind, or an image without an endpoint)."""
+        entry = self._entries.get(key)
+        return entry is not None and entry.permanent
+
     def _load_blocking(self, entry: _Entry, loop: asyncio.AbstractEventLoop) -> Backend:
-        executor = concurrent.futures.ThreadPoolExecutor(
-            self.threads_per_version, f"overlay-model-{entry.key}")
+        executor = DaemonExecutor(self.threads_per_version, f"overlay-model-{entry.key}")
         backend = backend_for(entry.key, self.registry, endpoints=self.endpoints,
                               executor=executor, session=self.session, loop=loop)
+        entry.permanent = isinstance(backend, UnsupportedBackend)
         try:
             backend.load()
         except BaseException:
@@ -120,7 +129,14 @@ class ModelPool:
         loop = asyncio.get_running_loop()
         self._set(entry, "warming")
         try:
-            backend = await loop.run_in_executor(self._loader, self._load_blocking, entry, loop)
+            backend = await asyncio.wait_for(
+                loop.run_in_executor(self._loader, self._load_blocking, entry, loop),
+                self.load_timeout)
+        except TimeoutError:
+            self._set(entry, "failed", f"{entry.key} did not load and pass its health check "
+                      f"within {self.load_timeout:.0f} s (load_timeout); check that its "
+                      "prediction on the first row of its reference data returns")
+            return
         except OverlayError as err:
             self._set(entry, "failed", str(err))
             return
@@ -135,6 +151,7 @@ class ModelPool:
     async def ensure(self, keys: Iterable[str]) -> dict[str, str]:
         """Load (or retry) every version in ``keys`` not ready yet; wait for all of them.
         Returns version -> error for those that failed."""
+        keys = list(keys)
         waits = []
         for key in dict.fromkeys(keys):
             entry = self._entries.setdefault(key, _Entry(key))
@@ -145,8 +162,14 @@ class ModelPool:
             waits.append(entry.loading)
         if waits:
             await asyncio.gather(*waits)
-        return {k: e.error or "failed" for k in keys
-                if (e := self._entries[k]).state == "failed"}
+        failed = {}
+        for key in keys:
+            held = self._entries.get(key)
+            if held is None:
+                failed[key] = f"{key} was released while loading; it will load again"
+            elif held.state == "failed":
+                failed[key] = held.error or f"{key} failed to load"
+        return failed
 
     def release(self, keep: Iterable[str]) -> None:
         """Drop the versions not in ``keep`` (no overlay uses them any more)."""
@@ -206,7 +229,7 @@ class ModelPool:
         return done("ok", output=output)
 
     def close(self) -> None:
-        """Drop every backend, abandon calls still running, stop the loader thread."""
+        """Drop every backend, abandon calls still running, stop the loader threads."""
         for task in list(self._running):
             task.cancel()
         self.release(())

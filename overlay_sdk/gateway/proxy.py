@@ -105,10 +105,17 @@ async def proxy_http(
             status=upstream.status, reason=upstream.reason,
             headers=forward_response_headers(upstream.headers, keep_length=size is not None))
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            if capture is not None:
-                capture.add(chunk)
-            await response.write(chunk)
+        try:
+            async for chunk in upstream.content.iter_any():
+                if capture is not None:
+                    capture.add(chunk)
+                await response.write(chunk)
+        except (TimeoutError, aiohttp.ClientError):
+            # the host broke off mid-answer: so does the client's (a status line cannot be
+            # sent any more; closing without the last chunk tells the client it is cut)
+            if request.transport is not None:
+                request.transport.close()
+            return response
         await response.write_eof()
         return response
 
@@ -150,8 +157,12 @@ async def proxy_websocket(
     for name in list(headers):
         if name.lower() in _WS_HEADERS:
             del headers[name]
-    upstream = await session.ws_connect(url, protocols=offered, headers=headers,
-                                        autoclose=False, max_msg_size=0)
+    try:
+        upstream = await session.ws_connect(url, protocols=offered, headers=headers,
+                                            autoclose=False, max_msg_size=0)
+    except aiohttp.WSServerHandshakeError as err:  # the host refused the upgrade: say so
+        return web.Response(status=err.status, text=f"the host refused the WebSocket "
+                            f"upgrade: {err.status} {err.message}\n")
     client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
                                    autoclose=False, max_msg_size=0)
     try:

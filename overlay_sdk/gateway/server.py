@@ -55,6 +55,9 @@ ADMIN = "/_overlay/"
 FORK_BODY_LIMIT = 1024 * 1024
 CAPTURE_LIMIT = 64 * 1024
 PURGE_EVERY_S = 3600.0
+MAX_CONNECTIONS = 1024  # outbound, to hosts and HTTP models together
+SHUTDOWN_S = 2.0  # open streams get this long to finish when the gateway stops
+RELEASE_GRACE_S = 30.0
 RETRY_FIRST_S = 2.0
 RETRY_MAX_S = 60.0
 
@@ -83,6 +86,7 @@ class GatewayConfig:
     max_in_flight: int = 8
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
+    load_timeout: float = 300.0
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
@@ -134,7 +138,9 @@ class Gateway:
         self.book = StatusBook(self.home)
         self.gateway_id = 0
         self.url = ""
+        self.unforked = 0  # matching host requests not forked (streamed, large or not JSON)
         self._desired: dict[str, int] = {}
+        self._plans: dict[str, routing.RoutePlan] = {}  # plan of each overlay's latest revision
         self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
         self._deleted: set[str] = set()
         self._serving: dict[str, int] = {}  # revision serving with every version ready
@@ -166,9 +172,10 @@ class Gateway:
         """Bind the port, load the overlays of the store and follow it."""
         self._loop = asyncio.get_running_loop()
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ttl_dns_cache=300),
             auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            # no total: streams may last; a connection (pool wait included) within 30 s
+            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_connect=10),
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
         )
         self._pool = ModelPool(
@@ -176,12 +183,15 @@ class Gateway:
             threads_per_version=self.config.threads_per_version,
             max_in_flight=self.config.max_in_flight,
             breaker_threshold=self.config.breaker_threshold,
-            breaker_cooldown=self.config.breaker_cooldown, on_state=self._backend_state)
+            breaker_cooldown=self.config.breaker_cooldown,
+            load_timeout=self.config.load_timeout, on_state=self._backend_state)
         self._telemetry = TelemetryWriter(self.telemetry_url)
         self._shadow = Lanes(self._shadow_call, capacity=self.config.shadow_queue,
                              workers=self.config.shadow_workers)
-        server = web.Server(self._handle, access_log=None)
-        self._runner = web.ServerRunner(server, access_log=None, handle_signals=False)
+        # a client that goes away cancels its handler, and with it the call to the host
+        server = web.Server(self._handle, access_log=None, handler_cancellation=True)
+        self._runner = web.ServerRunner(server, access_log=None, handle_signals=False,
+                                        shutdown_timeout=SHUTDOWN_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port,
                            reuse_address=True)
@@ -262,12 +272,33 @@ class Gateway:
         if rev.revision <= self._desired.get(rev.name, 0):
             return  # seen already (the listing and the watch overlap)
         self._desired[rev.name] = rev.revision
+        plan = self._plan_of(rev)
         self._tasks = [t for t in self._tasks if not t.done()]
-        self._tasks.append(asyncio.ensure_future(self._apply(rev)))
+        self._tasks.append(asyncio.ensure_future(self._apply(rev, plan)))
 
-    async def _apply(self, rev: Revision) -> None:
+    def _plan_of(self, rev: Revision) -> routing.RoutePlan | None:
+        """The plan of ``rev``, derived along the overlay's whole stored history (not only
+        the revisions this gateway applied), so every gateway routes a key alike."""
         name = rev.name
-        if rev.overlay is None:
+        spec = rev.overlay.spec if rev.overlay is not None else None
+        last = self._plans.get(name)
+        if spec is None:
+            self._plans.pop(name, None)
+            return None
+        current: routing.RoutePlan | None
+        if rev.revision == 1 or (last is not None and last.revision == rev.revision - 1):
+            current = routing.plan(spec, overlay=name, revision=rev.revision, previous=last)
+        else:  # first sight of an overlay with history (a start): replay it
+            history = [(r.revision, r.overlay.spec if r.overlay is not None else None)
+                       for r in self.store.history(name) if r.revision <= rev.revision]
+            current = routing.replay(history, overlay=name)
+        if current is not None:
+            self._plans[name] = current
+        return current
+
+    async def _apply(self, rev: Revision, plan: routing.RoutePlan | None) -> None:
+        name = rev.name
+        if rev.overlay is None or plan is None:
             self.directory = self.directory.without(name)
             self._serving.pop(name, None)
             self._deleted.add(name)
@@ -285,7 +316,7 @@ class Gateway:
             if name not in self.directory.overlays:
                 # a new overlay: its host traffic flows at once; model calls get a clear 503
                 # until its versions are loaded and healthy
-                self._install(rev, spec)
+                self._install(rev, spec, plan)
             self._pending[name] = keys
             try:
                 failures = await self._pool.ensure(keys)
@@ -296,18 +327,9 @@ class Gateway:
                 self._record(rev, "superseded")
                 return
             if failures:
-                serving = self._serving.get(name)
-                still = (f"; revision {serving} keeps serving" if serving is not None
-                         else "; host traffic passes through, model calls get 503 until the "
-                         "versions load")
-                retry = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** self._attempts.get(name, 0))
-                self._attempts[name] = self._attempts.get(name, 0) + 1
-                self._record(rev, "failed", message="; ".join(failures.values()) + still
-                             + f"; retrying in {retry:.0f} s")
-                assert self._loop is not None
-                self._loop.call_later(retry, self._retry, rev)
+                self._failed(rev, plan, failures)
                 return
-        now = self._install(rev, spec)
+        now = self._install(rev, spec, plan)
         if name not in self._serving:  # first served here: apply its retention now
             self._tasks.append(asyncio.ensure_future(
                 self._purge(self.directory.overlays[name])))
@@ -318,20 +340,36 @@ class Gateway:
         self._applied.set()
         self._applied = asyncio.Event()
 
-    def _install(self, rev: Revision, spec: AIOverlaySpec) -> datetime:
+    def _failed(self, rev: Revision, plan: routing.RoutePlan, failures: dict[str, str]) -> None:
+        """Record why ``rev`` was not applied; retry with backoff unless it cannot work."""
+        name = rev.name
+        serving = self._serving.get(name)
+        still = (f"; revision {serving} keeps serving" if serving is not None
+                 else "; host traffic passes through, model calls get 503 until the "
+                 "versions load")
+        assert self._pool is not None
+        if all(self._pool.permanent(k) for k in failures):
+            self._record(rev, "failed", message="; ".join(failures.values()) + still)
+            return
+        retry = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** self._attempts.get(name, 0))
+        self._attempts[name] = self._attempts.get(name, 0) + 1
+        self._record(rev, "failed", message="; ".join(failures.values()) + still
+                     + f"; retrying in {retry:.0f} s")
+        assert self._loop is not None
+        self._loop.call_later(retry, self._retry, rev, plan)
+
+    def _install(self, rev: Revision, spec: AIOverlaySpec, plan: routing.RoutePlan
+                 ) -> datetime:
         """Swap in a directory where ``rev`` serves its overlay."""
-        previous = self.directory.overlays.get(rev.name)
-        plan = routing.plan(spec, overlay=rev.name, revision=rev.revision,
-                            previous=previous.plan if previous is not None else None)
         now = datetime.now(UTC)
         active = Active.of(rev.name, rev.revision, spec, plan, committed_at=rev.created_at,
                            applied_at=now)
         self.directory = self.directory.with_active(active)
         return now
 
-    def _retry(self, rev: Revision) -> None:
+    def _retry(self, rev: Revision, plan: routing.RoutePlan) -> None:
         if self._desired.get(rev.name) == rev.revision and not self._stopping.is_set():
-            self._tasks.append(asyncio.ensure_future(self._apply(rev)))
+            self._tasks.append(asyncio.ensure_future(self._apply(rev, plan)))
 
     def _record(self, rev: Revision, state: str, *, applied: bool = False,
                 now: datetime | None = None, message: str = "") -> None:
@@ -351,6 +389,14 @@ class Gateway:
                 _log.warning("%s revision %d not applied: %s", rev.name, rev.revision, message)
 
     def _release(self) -> None:
+        """Drop, after a grace period, the versions no overlay uses any more (requests that
+        took the previous snapshot may still be calling them)."""
+        if self._loop is not None and not self._stopping.is_set():
+            self._loop.call_later(RELEASE_GRACE_S, self._release_now)
+
+    def _release_now(self) -> None:
+        if self._stopping.is_set():
+            return
         keep: set[str] = set()
         for active in self.directory.overlays.values():
             keep.update(active.plan.versions)
@@ -414,7 +460,9 @@ class Gateway:
                       target: HostTarget, extra: list[tuple[str, str]],
                       forks: list[tuple[Active, str, bool]]) -> web.StreamResponse:
         length = request.content_length
-        if length is not None and length > FORK_BODY_LIMIT:
+        if request.body_exists and (length is None or length > FORK_BODY_LIMIT):
+            # a streamed or large body goes to the host as it comes; it is not forked
+            self.unforked += 1
             return await proxy_http(request, session, target.base_url, extra=extra)
         body = await request.read() if request.body_exists else b""
         capture = Captured(CAPTURE_LIMIT)
@@ -424,6 +472,8 @@ class Gateway:
         finally:
             inputs = _json_or_none(body)
             trace = _trace_id(request)
+            if inputs is None:
+                self.unforked += 1
             for active, version, mirrored in forks:
                 if inputs is None:
                     continue
@@ -439,7 +489,8 @@ class Gateway:
             return True
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
 
     async def _admin(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
         if path in ("/healthz", "/_overlay/healthz"):
@@ -455,8 +506,10 @@ class Gateway:
             return _json_response(200, self.snapshot())
         if len(parts) == 2 and parts[1] == "invoke":
             if request.method != "POST":
-                return _problem(405, "method_not_allowed", "invoke takes POST with JSON "
-                                '{"inputs": ...}')
+                response = _problem(405, "method_not_allowed", "invoke takes POST with JSON "
+                                    '{"inputs": ...}')
+                response.headers["Allow"] = "POST"
+                return response
             return await self._invoke(request, parts[0])
         return _problem(404, "not_found", f"no gateway endpoint {path}; the gateway answers "
                         "/_overlay/{overlay}/invoke (POST), /_overlay/status and /healthz")
@@ -578,6 +631,7 @@ class Gateway:
         return {
             "url": self.url, "overlays": overlays, "models": self._pool.states(),
             "shadow": {"queued": self._shadow.queued, "dropped": self._shadow.total_dropped,
+                       "unforked": self.unforked,
                        "droppedByVersion": dict(self._shadow.dropped)},
             "telemetry": {"written": telemetry.written if telemetry else 0,
                           "dropped": telemetry.dropped if telemetry else 0},
