@@ -15,6 +15,7 @@ from overlay_sdk.routing import (
     bucket_of,
     moved_share,
     plan,
+    replay,
     shadow_point,
     weight_moved,
 )
@@ -116,3 +117,32 @@ def test_plans_need_resolved_versions() -> None:
     with pytest.raises(ValidationError) as info:
         plan(unresolved)
     assert info.value.paths == ["spec.routes[0]"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(weight_lists, min_size=1, max_size=6), st.integers(0, 3))
+def test_replaying_the_history_gives_the_plan_of_a_gateway_that_followed_it(
+        sequence: list[list[int]], offset: int) -> None:
+    specs = [spec(as_weights(values, offset * i % 3)) for i, values in enumerate(sequence)]
+    followed = None
+    for number, current in enumerate(specs, start=1):
+        followed = plan(current, overlay="o", revision=number, previous=followed)
+    replayed = replay(list(enumerate(specs, start=1)), overlay="o")
+    assert replayed is not None and followed is not None
+    assert replayed.assignment == followed.assignment
+    assert replayed.versions == followed.versions and replayed.revision == len(specs)
+
+
+def test_a_fresh_plan_differs_from_the_followed_one_so_replay_is_needed() -> None:
+    history = [(1, spec({"m:1": 80, "m:2": 20})), (2, spec({"m:1": 70, "m:2": 20, "m:3": 10}))]
+    replayed = replay(history)
+    fresh = plan(history[-1][1])
+    assert replayed is not None and moved_share(fresh, replayed) > 1  # why gateways replay
+
+
+def test_a_deletion_starts_the_chain_afresh() -> None:
+    first, second = spec({"m:1": 60, "m:2": 40}), spec({"m:1": 50, "m:2": 50})
+    after_delete = replay([(1, first), (2, None), (3, second)])
+    assert after_delete is not None
+    assert after_delete.assignment == plan(second, revision=3).assignment
+    assert replay([(1, first), (2, None)]) is None

@@ -81,3 +81,28 @@ def test_retention_purges_old_calls(tmp_path: Path) -> None:
 def test_bad_settings_are_refused(tmp_path: Path, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         TelemetryWriter(url(tmp_path), **kwargs)  # type: ignore[arg-type]
+
+
+def test_redaction_reaches_outputs_and_the_host_answer_at_any_depth(tmp_path: Path) -> None:
+    writer = TelemetryWriter(url(tmp_path))
+    writer.submit(record(1, output=[{"label": 1, "Email": "ada@example.com"}],
+                         source="host", host_status=200,
+                         host_output={"customer": {"email": "ada@example.com", "id": 7}}),
+                  redact=frozenset({"email", "ssn"}))
+    writer.flush()
+    writer.close()
+    row = read_calls(url(tmp_path)).iloc[0]
+    assert row["output"] == [{"label": 1, "Email": REDACTED}]
+    assert row["host_output"] == {"customer": {"email": REDACTED, "id": 7}}
+    assert row["input.ssn"] == REDACTED and row["input.amount"] == 1
+    assert row["source"] == "host" and row["host_status"] == 200
+
+
+def test_flush_waits_for_records_submitted_just_before(tmp_path: Path) -> None:
+    writer = TelemetryWriter(url(tmp_path), flush_interval=0.01)
+    for i in range(200):
+        writer.submit(record(i))
+        if i % 20 == 0:
+            writer.flush(timeout=5)
+            assert len(read_calls(url(tmp_path))) == i + 1
+    writer.close()

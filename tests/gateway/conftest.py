@@ -17,6 +17,7 @@ from gateway_support import (
     broken_model,
     hanging_model,
     slow_model,
+    stall_model,
     training,
 )
 
@@ -29,7 +30,7 @@ from overlay_sdk.store import LocalStore
 @pytest.fixture(scope="session")
 def gateway_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelRegistry]:
     """fraud:1, fraud:2 (sklearn, named features, reference data), slow:1, broken:1,
-    hang:1 (pyfunc callables), scorer:1 (a container image)."""
+    hang:1, stall:1 (pyfunc callables), scorer:1 (a container image)."""
     from sklearn.linear_model import LogisticRegression
 
     home = tmp_path_factory.mktemp("gateway-registry")
@@ -40,6 +41,7 @@ def gateway_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Model
         cp.models.register("slow", model=slow_model, flavor="pyfunc", reference=x.head(1))
         cp.models.register("broken", model=broken_model, flavor="pyfunc")
         cp.models.register("hang", model=hanging_model, flavor="pyfunc")
+        cp.models.register("stall", model=stall_model, flavor="pyfunc", reference=x.head(5))
         cp.models.register("scorer", image="ghcr.io/acme/scorer:1.4", port=9000,
                            health_path="/health")
         registry = cp.models
@@ -82,6 +84,17 @@ async def _echo(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _broken_stream(request: web.Request) -> web.StreamResponse:
+    """Starts a chunked answer, then the host dies."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"first part;")
+    await asyncio.sleep(0.1)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
 async def _big(request: web.Request) -> web.Response:
     size = int(request.query.get("size", "1000000"))
     return web.Response(body=bytes(range(256)) * (size // 256), content_type="application/x-bin")
@@ -95,6 +108,7 @@ def echo_url() -> Iterator[str]:
     app.router.add_route("*", "/echo", _echo)
     app.router.add_route("*", "/echo/{tail:.*}", _echo)
     app.router.add_get("/big", _big)
+    app.router.add_get("/broken-stream", _broken_stream)
     runner = web.AppRunner(app, access_log=None)
     ready = threading.Event()
     port: list[int] = []

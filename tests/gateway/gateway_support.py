@@ -27,6 +27,16 @@ def slow_model(frame: pd.DataFrame) -> list[float]:
     return [0.5] * len(frame)
 
 
+STALL = threading.Event()  # set by a test: stall_model's health check then hangs
+
+
+def stall_model(frame: pd.DataFrame) -> list[float]:
+    """Answers at once, or hangs while STALL is set (a health check that never returns)."""
+    if STALL.is_set():
+        RELEASE.wait(60)
+    return [0.0] * len(frame)
+
+
 def broken_model(frame: pd.DataFrame) -> list[float]:
     """Always fails."""
     raise RuntimeError("model bug: division by zero in feature scaling")
