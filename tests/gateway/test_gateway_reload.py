@@ -40,7 +40,8 @@ def _serving(gw: GatewayHandle, name: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def live(plane: ControlPlane, gateway: GatewayHandle, legacy_url: str) -> Overlay:
-    o = plane.overlays.create("live", host=legacy_url, routes={"fraud:1": 50, "fraud:2": 50})
+    o = plane.overlays.create("live", host=legacy_url, routes={"fraud:1": 50, "fraud:2": 50},
+                              sticky={"header": "x-user-id"})
     gateway.wait(o)
     return o
 
@@ -58,6 +59,11 @@ def test_a_traffic_change_is_served_within_100_ms(live: Overlay, gateway: Gatewa
         elapsed.append((time.perf_counter() - start) * 1000)
         served = gateway.gateway.directory.overlays["live"]
         assert served.plan.weights() == weights
+        # and requests see it: the version the new plan gives each of these users
+        for user in ("ada", "grace", "alan"):
+            _, headers, _ = request(f"{gateway.url}/_overlay/live/invoke",
+                                    headers={"x-user-id": user})
+            assert headers["x-overlay-model-version"] == served.plan.version_for(user)
         recorded.append((served.applied_at - served.committed_at).total_seconds() * 1000)
     # commit -> serving as the gateway measured it, and SDK call returned -> serving
     assert statistics.median(recorded) < 100, recorded
@@ -99,6 +105,7 @@ def test_a_version_that_cannot_load_leaves_the_previous_revision_serving(
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
     assert "endpoint" in status.message and "revision 1 keeps serving" in status.message
+    assert "retrying" not in status.message  # no endpoint: retrying cannot help
     assert status.serving_revision == 1 and not status.up_to_date
     code, headers, _ = request(f"{gateway.url}/_overlay/stuck/invoke")
     assert code == 200 and headers["x-overlay-model-version"] == "fraud:1"
