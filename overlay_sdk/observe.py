@@ -164,7 +164,7 @@ def overlay_metrics(url: str, name: str, *, since: Any = None, by: str | None = 
     created again continues its numbering, and starts its metrics afresh)."""
     start = parse_when(since, now or datetime.now(UTC), field="since") if since is not None \
         else None
-    calls = read_calls(url, overlay=name, since=start)
+    calls = read_calls(url, overlay=name, since=start, payloads=by is None)
     if first_revision > 1:
         calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
     return metrics_frame(calls, by)

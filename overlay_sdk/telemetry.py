@@ -30,6 +30,7 @@ from overlay_sdk.registry_redact import redact
 
 __all__ = [
     "REDACTED",
+    "TIMING_COLUMNS",
     "CallRecord",
     "TelemetryWriter",
     "calls_table",
@@ -248,11 +249,18 @@ class TelemetryWriter:
         self.engine.dispose()
 
 
-def read_calls(url: str, *, overlay: str | None = None, since: datetime | None = None
-               ) -> pd.DataFrame:
-    """Stored calls, oldest first; sampled inputs expanded to ``input.<feature>`` columns."""
+TIMING_COLUMNS = ("time", "overlay", "revision", "model", "version", "role", "latency_ms",
+                  "status", "source")
+
+
+def read_calls(url: str, *, overlay: str | None = None, since: datetime | None = None,
+               payloads: bool = True) -> pd.DataFrame:
+    """Stored calls, oldest first; sampled inputs expanded to ``input.<feature>`` columns.
+    ``payloads=False`` reads only :data:`TIMING_COLUMNS` (much less to read and parse)."""
     engine = _engine(url)
-    query = sa.select(calls_table).order_by(calls_table.c.id)
+    columns = list(calls_table.columns) if payloads else [
+        calls_table.c[name] for name in TIMING_COLUMNS]
+    query = sa.select(*columns).order_by(calls_table.c.id)
     if overlay is not None:
         query = query.where(calls_table.c.overlay == overlay)
     if since is not None:
@@ -260,10 +268,12 @@ def read_calls(url: str, *, overlay: str | None = None, since: datetime | None =
     try:
         with engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).mappings().all(),
-                                 columns=[c.name for c in calls_table.columns])
+                                 columns=[c.name for c in columns])
     finally:
         engine.dispose()
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    if not payloads:
+        return frame
     inputs = [json.loads(v) if isinstance(v, str) else {} for v in frame["inputs"]]
     features = pd.DataFrame(inputs, index=frame.index).add_prefix("input.")
     for column in ("output", "host_output"):
