@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -194,7 +195,9 @@ def start_gateway(store: Store, registry: ModelRegistry, home: str | Path,
 
 def serve(store: Store, registry: ModelRegistry, home: str | Path, config: GatewayConfig,
           *, on_start: Callable[[Gateway], None] | None = None) -> None:
-    """Run a gateway in the foreground until SIGINT or SIGTERM."""
+    """Run a gateway in the foreground until SIGINT or SIGTERM. The gateway owns the
+    process, so it keeps garbage collection short (``freeze_gc``)."""
+    config = dataclasses.replace(config, freeze_gc=True)
     check_config(config)
     gateway = Gateway(store, registry, home, config)
     loop = new_loop()

@@ -18,6 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 __all__ = [
     "HOP_BY_HOP",
     "OVERLAY_PREFIX",
+    "Pairs",
     "forward_request_headers",
     "forward_response_headers",
 ]
@@ -32,6 +33,7 @@ _RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 VIA = "1.1 overlay-gateway"
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
+Pairs = list[tuple[str, str]]
 
 
 def _nominated(headers: Headers) -> set[str]:
@@ -42,55 +44,75 @@ def _nominated(headers: Headers) -> set[str]:
     return named
 
 
-def _append(headers: CIMultiDict[str], name: str, value: str) -> None:
-    """Add ``value`` to the list field ``name``, joining every line it already has
-    (a list field may come split over several lines; RFC 9110 section 5.3)."""
-    prior = [v for v in headers.getall(name, ()) if v.strip()]
-    headers[name] = ", ".join([*prior, value])
-
-
 def forward_request_headers(
     headers: Headers, *, client_ip: str | None, scheme: str, host: str | None,
     extra: Iterable[tuple[str, str]] = (), keep_length: bool = False,
-) -> CIMultiDict[str]:
-    """What to send upstream for a client request with ``headers``.
+) -> Pairs:
+    """What to send upstream for a client request with ``headers``, as (name, value) pairs
+    (what aiohttp takes without another copy).
 
     Hop-by-hop and client ``x-overlay-*`` fields are removed; ``X-Forwarded-For`` gets the
     client address appended, ``X-Forwarded-Proto``/``X-Forwarded-Host`` are set when the
-    client did not set them, ``Via`` is appended, and ``extra`` (the gateway's own
-    ``x-overlay-*`` fields) is added last. ``keep_length`` keeps ``Content-Length``
-    (for a body passed through as a stream of known length).
+    client did not set them, ``Via`` is appended (list fields split over several lines are
+    joined, RFC 9110 section 5.3), and ``extra`` (the gateway's own ``x-overlay-*`` fields)
+    is added last. ``keep_length`` keeps ``Content-Length`` (for a body passed through as
+    a stream of known length).
     """
     drop = _REQUEST_DROP | _nominated(headers) if "Connection" in headers else _REQUEST_DROP
     if keep_length:
         drop = drop - {"content-length"}
-    out: CIMultiDict[str] = CIMultiDict()
+    out: Pairs = []
+    forwarded_for: list[str] = []
+    via: list[str] = []
+    has_proto = has_host = False
     for name, value in headers.items():
         lower = name.lower()
         if lower in drop or lower.startswith(OVERLAY_PREFIX):
             continue
-        out.add(name, value)
+        if lower == "x-forwarded-for":
+            if value.strip():
+                forwarded_for.append(value)
+            continue
+        if lower == "via":
+            if value.strip():
+                via.append(value)
+            continue
+        if lower == "x-forwarded-proto":
+            has_proto = True
+        elif lower == "x-forwarded-host":
+            has_host = True
+        out.append((name, value))
     if client_ip:
-        _append(out, "X-Forwarded-For", client_ip)
-    out.setdefault("X-Forwarded-Proto", scheme)
-    if host:
-        out.setdefault("X-Forwarded-Host", host)
-    _append(out, "Via", VIA)
-    for name, value in extra:
-        out.add(name, value)
+        forwarded_for.append(client_ip)
+    if forwarded_for:
+        out.append(("X-Forwarded-For", ", ".join(forwarded_for)))
+    if not has_proto:
+        out.append(("X-Forwarded-Proto", scheme))
+    if host and not has_host:
+        out.append(("X-Forwarded-Host", host))
+    via.append(VIA)
+    out.append(("Via", ", ".join(via)))
+    out.extend(extra)
     return out
 
 
-def forward_response_headers(headers: Headers, *, keep_length: bool = False
-                             ) -> CIMultiDict[str]:
+def forward_response_headers(headers: Headers, *, keep_length: bool = False) -> Pairs:
     """What to send the client for an upstream response with ``headers``: everything but
     hop-by-hop fields (``Content-Length`` only with ``keep_length``), plus ``Via``."""
     drop = _RESPONSE_DROP | _nominated(headers) if "Connection" in headers else _RESPONSE_DROP
     if keep_length:
         drop = drop - {"content-length"}
-    out: CIMultiDict[str] = CIMultiDict()
+    out: Pairs = []
+    via: list[str] = []
     for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    _append(out, "Via", VIA)
+        lower = name.lower()
+        if lower in drop:
+            continue
+        if lower == "via":
+            if value.strip():
+                via.append(value)
+            continue
+        out.append((name, value))
+    via.append(VIA)
+    out.append(("Via", ", ".join(via)))
     return out

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
-from overlay_sdk.gateway.headers import forward_request_headers, forward_response_headers
+from overlay_sdk.gateway.headers import (
+    Pairs,
+    forward_request_headers,
+    forward_response_headers,
+)
 
 __all__ = ["Captured", "proxy_http", "proxy_websocket", "wants_websocket"]
 
@@ -55,7 +58,7 @@ def _client_ip(request: web.BaseRequest) -> str | None:
 
 
 def _outbound_headers(request: web.BaseRequest, extra: Iterable[tuple[str, str]],
-                      keep_length: bool) -> CIMultiDict[str]:
+                      keep_length: bool) -> Pairs:
     return forward_request_headers(
         request.headers, client_ip=_client_ip(request), scheme=request.scheme,
         host=request.host, extra=extra, keep_length=keep_length)
@@ -153,10 +156,8 @@ async def proxy_websocket(
     url = url.with_scheme("wss" if url.scheme == "https" else "ws")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
                if p.strip()]
-    headers = _outbound_headers(request, extra, keep_length=False)
-    for name in list(headers):
-        if name.lower() in _WS_HEADERS:
-            del headers[name]
+    headers = [(name, value) for name, value in _outbound_headers(request, extra, False)
+               if name.lower() not in _WS_HEADERS]
     try:
         upstream = await session.ws_connect(url, protocols=offered, headers=headers,
                                             autoclose=False, max_msg_size=0)

@@ -72,6 +72,9 @@ class GatewayConfig:
     (``{"scorer:1": "http://127.0.0.1:9000"}``). ``shadow_timeout``: seconds a shadow or
     forked call may take (nobody waits for it, so it is longer than
     ``spec.slo.timeoutMs``). ``shadow_queue``/``shadow_workers``: per model version.
+    ``freeze_gc``: move what is loaded into the garbage collector's permanent generation
+    after each model load (``gc.freeze``), so full collections stay short; process-wide, so
+    only a gateway that owns its process (``overlay gateway``) does it.
     """
 
     host: str = "127.0.0.1"
@@ -87,6 +90,7 @@ class GatewayConfig:
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
     load_timeout: float = 300.0
+    freeze_gc: bool = False
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
@@ -184,7 +188,8 @@ class Gateway:
             max_in_flight=self.config.max_in_flight,
             breaker_threshold=self.config.breaker_threshold,
             breaker_cooldown=self.config.breaker_cooldown,
-            load_timeout=self.config.load_timeout, on_state=self._backend_state)
+            load_timeout=self.config.load_timeout, freeze_gc=self.config.freeze_gc,
+            on_state=self._backend_state)
         self._telemetry = TelemetryWriter(self.telemetry_url)
         self._shadow = Lanes(self._shadow_call, capacity=self.config.shadow_queue,
                              workers=self.config.shadow_workers)

@@ -27,12 +27,13 @@ Forward = Callable[[Pairs], CIMultiDict[str]]
 def request(pairs: Pairs, *, client_ip: str | None = None, scheme: str = "http",
             host: str | None = None, extra: Sequence[tuple[str, str]] = (),
             keep_length: bool = False) -> CIMultiDict[str]:
-    return forward_request_headers(CIMultiDict(pairs), client_ip=client_ip, scheme=scheme,
-                                   host=host, extra=extra, keep_length=keep_length)
+    return CIMultiDict(forward_request_headers(
+        CIMultiDict(pairs), client_ip=client_ip, scheme=scheme, host=host, extra=extra,
+        keep_length=keep_length))
 
 
 def response(pairs: Pairs, *, keep_length: bool = False) -> CIMultiDict[str]:
-    return forward_response_headers(CIMultiDict(pairs), keep_length=keep_length)
+    return CIMultiDict(forward_response_headers(CIMultiDict(pairs), keep_length=keep_length))
 
 
 def names(headers: CIMultiDict[str]) -> list[str]:
