@@ -30,7 +30,6 @@ from overlay_sdk.registry import ModelRegistry
 __all__ = ["ModelPool", "Outcome", "VersionState"]
 
 VersionState = Literal["warming", "ready", "failed"]
-GC_THRESHOLDS = (20_000, 20, 20)  # fewer young collections: requests allocate in bursts
 LOADERS = 4  # versions loading at once; a hanging load holds one of them until its timeout
 
 
@@ -154,7 +153,6 @@ class ModelPool:
             # A model brings its libraries' ~10^5 long-lived objects; each full collection
             # would walk them all (~0.2 s, measured). Frozen, they are left out of it.
             gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
         self._set(entry, "ready")
 
     async def ensure(self, keys: Iterable[str]) -> dict[str, str]:
