@@ -33,6 +33,9 @@ pytest: $(STAMP)
 	OVERLAY_HOME=$$(mktemp -d) $(BIN)/python -m pytest tests examples --nbval-lax --durations=20
 
 bench: $(STAMP)  ## run the benchmarks in benchmarks/ (figures go to BENCHMARKS.md)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null; } || \
+		echo "wrk is not installed: the gateway's latency and throughput figures are skipped"
 	$(BIN)/python benchmarks/run.py
 
 crd: $(STAMP)  ## regenerate deploy/crds/aioverlay.yaml from overlay_sdk/spec.py
