@@ -194,8 +194,10 @@ class ModelPool:
             if entry.executor is not None:
                 entry.executor.shutdown(wait=False)
 
-    async def call(self, key: str, frame: pd.DataFrame, timeout: float) -> Outcome:
-        """Call version ``key`` on ``frame`` within ``timeout`` seconds; never raises."""
+    async def call(self, key: str, frame: pd.DataFrame, timeout: float,
+                   timeout_name: str = "spec.slo.timeoutMs") -> Outcome:
+        """Call version ``key`` on ``frame`` within ``timeout`` seconds (the setting named
+        ``timeout_name``); never raises."""
         start = time.perf_counter()
 
         def done(status: Any, output: Any = None, error: str | None = None) -> Outcome:
@@ -208,8 +210,9 @@ class ModelPool:
             return done("rejected", error=f"{key} is {state}{detail}")
         now = time.monotonic()
         if entry.in_flight >= self.max_in_flight:
-            return done("rejected", error=f"{key} has {entry.in_flight} calls in flight "
-                        f"(the most allowed); it is too slow for the traffic it gets")
+            return done("rejected", error=f"{key} has {entry.in_flight} calls in flight, the "
+                        "most allowed (max_in_flight); it is too slow for the traffic it gets: "
+                        "give it less weight, or start the gateway with a higher max_in_flight")
         if not entry.breaker.allow(now):
             return done("rejected", error=(
                 f"{key} circuit open after {entry.breaker.failures} failures in a row (last: "
@@ -227,7 +230,8 @@ class ModelPool:
         try:
             output = await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
-            message = f"{key} did not answer within {timeout * 1000:.0f} ms (spec.slo.timeoutMs)"
+            message = (f"{key} did not answer within {timeout * 1000:.0f} ms "
+                       f"({timeout_name}); raise the timeout or make the model faster")
             entry.breaker.failure(time.monotonic(), message)
             task.add_done_callback(_consume)
             return done("timeout", error=message)

@@ -202,14 +202,14 @@ class Gateway:
                            reuse_address=True)
         try:
             await site.start()
+            sockets = self._runner.addresses
+            port = sockets[0][1] if sockets else self.config.port
+            host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+            self.url = f"http://{host}:{port}"
+            self.gateway_id = await self._in_books(self.book.started, self.url)
         except BaseException:
-            await self.stop()
+            await self.stop()  # nothing half-started stays behind
             raise
-        sockets = self._runner.addresses
-        port = sockets[0][1] if sockets else self.config.port
-        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        self.url = f"http://{host}:{port}"
-        self.gateway_id = await self._in_books(self.book.started, self.url)
         self._tasks = [asyncio.ensure_future(self._purge_loop())]
         events = self.store.watch(since=None)  # before list(): nothing falls in between
         for rev in self.store.list():
@@ -579,7 +579,8 @@ class Gateway:
             outcome = Outcome("rejected", 0.0, error=str(err))
             inputs = job.inputs if isinstance(job.inputs, dict) else None
         else:
-            outcome = await self._pool.call(job.version, frame, self.config.shadow_timeout)
+            outcome = await self._pool.call(job.version, frame, self.config.shadow_timeout,
+                                            "the gateway's shadow_timeout")
             inputs = sample_of(frame)
         self._telemetry_record(job.active, job.version, role, outcome, job.trace_id,
                                inputs=inputs, source=job.source, host_status=host_status,
