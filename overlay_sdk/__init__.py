@@ -20,7 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from overlay_sdk.client import ControlPlane, Overlay, Overlays, connect
+    from overlay_sdk.client import ControlPlane, connect
     from overlay_sdk.errors import (
         BackendError,
         ConflictError,
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         OverlayError,
         ValidationError,
     )
+    from overlay_sdk.overlays import Overlay, Overlays
     from overlay_sdk.registry import ModelRegistry, ModelVersion, VerifyResult
     from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, Route, Shadow
 
@@ -45,9 +46,9 @@ _EXPORTS = {
     "ModelRegistry": "overlay_sdk.registry",
     "ModelVersion": "overlay_sdk.registry",
     "NotFoundError": "overlay_sdk.errors",
-    "Overlay": "overlay_sdk.client",
+    "Overlay": "overlay_sdk.overlays",
     "OverlayError": "overlay_sdk.errors",
-    "Overlays": "overlay_sdk.client",
+    "Overlays": "overlay_sdk.overlays",
     "Route": "overlay_sdk.spec",
     "Shadow": "overlay_sdk.spec",
     "ValidationError": "overlay_sdk.errors",

@@ -1,0 +1,409 @@
+"""Overlay handles: ``cp.overlays`` (:class:`Overlays`) and one overlay (:class:`Overlay`).
+
+A handle remembers the revision it read. Every change builds the new document with the
+pure functions of :mod:`overlay_sdk.traffic` and hands it to its control plane
+(:mod:`overlay_sdk.client`), which validates, resolves model references and writes one
+revision with that revision as ``expected_revision``. ``status()`` and ``metrics()``
+read what the data plane did (:mod:`overlay_sdk.observe`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from overlay_sdk import traffic
+from overlay_sdk.errors import ConflictError, NotFoundError, ValidationError
+from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status
+from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
+from overlay_sdk.store import Revision
+
+if TYPE_CHECKING:
+    from overlay_sdk.client import ControlPlane
+
+__all__ = ["Overlay", "Overlays", "RouteInput", "ShadowInput"]
+
+RouteInput = Mapping[str, int] | Sequence[Mapping[str, Any]]
+ShadowInput = str | ModelRef | Mapping[str, Any] | None
+
+
+def _routes_doc(routes: RouteInput) -> list[dict[str, Any]]:
+    if isinstance(routes, Mapping):
+        out = []
+        for key, weight in routes.items():
+            ref = ModelRef.parse(key, field=f"spec.routes[{key!r}]")
+            out.append(traffic.route_entry(ref, weight=traffic.as_int(weight)))
+        return out
+    if isinstance(routes, str) or not isinstance(routes, Sequence):
+        raise ValidationError.at(
+            "spec.routes", "give {'model:version': weight, ...} or a list of route dicts, "
+            f"got {routes!r}"
+        )
+    return [
+        {**r, "weight": traffic.as_int(r["weight"])} if isinstance(r, Mapping) and "weight" in r
+        else (dict(r) if isinstance(r, Mapping) else r)
+        for r in routes
+    ]
+
+
+def _shadow_doc(shadow: ShadowInput, percent: float = 100) -> dict[str, Any] | None:
+    if shadow is None:
+        return None
+    if isinstance(shadow, Mapping):
+        return dict(shadow)
+    ref = shadow if isinstance(shadow, ModelRef) else ModelRef.parse(shadow, field="spec.shadow")
+    return traffic.route_entry(ref, percent=percent)
+
+
+def _describe_routes(spec: AIOverlaySpec) -> str:
+    return ", ".join(f"{ref}={w}" for ref, w in spec.weights().items())
+
+
+def _describe_shadow(spec: AIOverlaySpec) -> str:
+    if spec.shadow is None:
+        return ""
+    return f"{spec.shadow} {spec.shadow.percent:g}%"
+
+
+class Overlays:
+    """The overlays of a control plane: ``cp.overlays``."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self._cp = cp
+
+    def create(
+        self,
+        name: str,
+        *,
+        host: str | Mapping[str, Any],
+        routes: RouteInput,
+        mode: str = "passthrough",
+        shadow: ShadowInput = None,
+        labels: Mapping[str, str] | None = None,
+        message: str = "",
+        **spec_fields: Any,
+    ) -> Overlay:
+        """Create an overlay; ConflictError if one of that name exists.
+
+        ``routes`` is ``{"copilot:3": 80, "copilot:4": 20}``; ``shadow`` is ``"copilot:5"``
+        or ``{"model": ..., "version": ..., "percent": 10}``. Further spec fields
+        (``match``, ``sticky``, ``injection``, ``slo``, ``budget``, ``placement``,
+        ``scaling``) are passed as dicts, e.g. ``sticky={"header": "x-user-id"}``.
+        """
+        if not isinstance(host, str | Mapping):
+            raise ValidationError.at(
+                "spec.host", f"give the host URL as a string like 'http://crm:8080', got {host!r}"
+            )
+        if labels is not None and not isinstance(labels, Mapping):
+            raise ValidationError.at("metadata.labels", f"give a dict of strings, got {labels!r}")
+        spec: dict[str, Any] = {
+            "host": {"url": host} if isinstance(host, str) else dict(host),
+            "mode": mode,
+            "routes": _routes_doc(routes),
+        }
+        shadow_doc = _shadow_doc(shadow)
+        if shadow_doc is not None:
+            spec["shadow"] = shadow_doc
+        spec.update(spec_fields)
+        metadata: dict[str, Any] = {"name": name}
+        if labels:
+            metadata["labels"] = dict(labels)
+        doc = {"metadata": metadata, "spec": spec}
+        try:
+            rev = self._cp._write(
+                doc, expected_revision=0, message=message or "create", refresh_aliases=True
+            )
+        except ConflictError as err:
+            raise ConflictError(
+                f"overlay {name!r} already exists (revision {err.current}): open it with "
+                f"cp.overlays.get({name!r}), or delete it first",
+                expected=0, current=err.current,
+            ) from None
+        return Overlay(self._cp, rev)
+
+    def apply(self, document: AIOverlay | Mapping[str, Any] | str, *, message: str = "") -> Overlay:
+        """Create or update from a whole ``AIOverlay`` document (dict, YAML text or model)."""
+        overlay = parse_overlay(document)
+        rev = self._cp._write(
+            overlay, expected_revision=None, message=message or "apply", refresh_aliases=True
+        )
+        return Overlay(self._cp, rev)
+
+    def get(self, name: str) -> Overlay:
+        """A handle on an existing overlay; NotFoundError lists the names that exist."""
+        try:
+            return Overlay(self._cp, self._cp.store.get(name))
+        except NotFoundError:
+            names = self.names()
+            known = f"; existing overlays: {', '.join(names)}" if names else "; none exist yet"
+            raise NotFoundError(
+                f"overlay {name!r} not found{known}. Create it with cp.overlays.create() "
+                "or `overlay apply -f FILE`"
+            ) from None
+
+    def names(self) -> list[str]:
+        """Names of the live overlays, sorted."""
+        return [r.name for r in self._cp.store.list()]
+
+    def list(self) -> pd.DataFrame:
+        """One row per live overlay: name, mode, revision, routes, shadow, host, updated."""
+        rows = []
+        for rev in self._cp.store.list():
+            assert rev.overlay is not None
+            spec = rev.overlay.spec
+            rows.append(
+                {
+                    "name": rev.name,
+                    "mode": spec.mode,
+                    "revision": rev.revision,
+                    "routes": _describe_routes(spec),
+                    "shadow": _describe_shadow(spec),
+                    "host": spec.host.url,
+                    "updated_at": rev.created_at,
+                    "author": rev.author,
+                }
+            )
+        columns = ["name", "mode", "revision", "routes", "shadow", "host", "updated_at", "author"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def delete(self, name: str, *, missing_ok: bool = False, message: str = "") -> None:
+        """Delete an overlay (its history stays); NotFoundError unless ``missing_ok``."""
+        try:
+            self._cp.store.delete(name, author=self._cp.author, message=message or "delete")
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[Overlay]:
+        return (Overlay(self._cp, rev) for rev in self._cp.store.list())
+
+    def __len__(self) -> int:
+        return len(self._cp.store.list())
+
+    def _repr_html_(self) -> str:
+        html: str = self.list().to_html(index=False)
+        return html
+
+
+class Overlay:
+    """A handle on one overlay at a known revision.
+
+    Every change method validates, writes one new revision and returns this handle,
+    updated. If someone else changed the overlay since this handle last saw it, the
+    change raises ConflictError: call :meth:`refresh` and try again.
+    """
+
+    def __init__(self, cp: ControlPlane, revision: Revision) -> None:
+        self._cp = cp
+        self._set(revision)
+
+    def _set(self, revision: Revision) -> None:
+        if revision.overlay is None:
+            raise NotFoundError(f"overlay {revision.name!r} is deleted")
+        self._rev = revision
+        self.name: str = revision.name
+        self.overlay: AIOverlay = revision.overlay
+        self.spec: AIOverlaySpec = revision.overlay.spec
+        self.revision: int = revision.revision
+
+    @property
+    def info(self) -> Revision:
+        """The stored revision this handle shows (author, time, summary)."""
+        return self._rev
+
+    def refresh(self) -> Overlay:
+        """Re-read the current revision."""
+        self._set(self._cp.store.get(self.name))
+        return self
+
+    def _change(self, spec: Mapping[str, Any], message: str) -> Overlay:
+        doc = self.overlay.to_dict()
+        doc["spec"] = dict(spec)
+        doc.pop("status", None)
+        try:
+            rev = self._cp._write(doc, expected_revision=self.revision, message=message)
+        except ConflictError as err:
+            now = f"now {err.current}" if err.current else "it was deleted since"
+            raise ConflictError(
+                f"overlay {self.name!r} changed since this handle read revision {self.revision} "
+                f"({now}): call .refresh(), check the change, and try again",
+                expected=self.revision, current=err.current,
+            ) from None
+        self._set(rev)
+        return self
+
+    def _spec_doc(self) -> dict[str, Any]:
+        spec: dict[str, Any] = self.overlay.to_dict()["spec"]
+        return spec
+
+    def set_traffic(self, weights: Mapping[str, int], *, message: str = "") -> Overlay:
+        """Set the route weights: ``{"copilot:3": 95, "copilot:4": 5}`` (sum 100)."""
+        spec = traffic.set_traffic(self._spec_doc(), weights)
+        text = ", ".join(f"{k}={v}" for k, v in weights.items())
+        return self._change(spec, message or f"set traffic {text}")
+
+    def canary(self, ref: str, percent: int = 1, *, message: str = "") -> Overlay:
+        """Send ``percent`` (default 1) of traffic to ``ref``; others keep their proportions."""
+        model_ref = ModelRef.parse(ref, field="ref")
+        spec = traffic.canary(self._spec_doc(), model_ref, percent)
+        return self._change(spec, message or f"canary {model_ref} at {percent}%")
+
+    def shadow(self, ref: str | None, percent: float = 100, *, message: str = "") -> Overlay:
+        """Copy ``percent`` of traffic to ``ref``; its output is recorded, never returned.
+
+        ``shadow(None)`` removes the shadow.
+        """
+        model_ref = None if ref is None else ModelRef.parse(ref, field="ref")
+        spec = traffic.set_shadow(self._spec_doc(), model_ref, percent)
+        text = "remove shadow"
+        if model_ref is not None:
+            text = f"shadow {model_ref} at {spec['shadow']['percent']:g}%"
+        return self._change(spec, message or text)
+
+    def promote(self, ref: str, *, message: str = "") -> Overlay:
+        """Send all traffic to ``ref``; the other routes are removed."""
+        model_ref = ModelRef.parse(ref, field="ref")
+        spec = traffic.promote(self._spec_doc(), model_ref)
+        return self._change(spec, message or f"promote {model_ref}")
+
+    def update(self, *, message: str = "", **fields: Any) -> Overlay:
+        """Change other spec fields, e.g. ``update(mode="shadow", match={"path": "/score"})``.
+
+        A field given as None is removed.
+        """
+        spec = self._spec_doc()
+        for key, value in fields.items():
+            wire = _camel(key)
+            if value is None:
+                spec.pop(wire, None)
+            elif wire == "host" and isinstance(value, str):
+                spec["host"] = {"url": value}
+            else:
+                spec[wire] = value
+        text = ", ".join(sorted(_camel(k) for k in fields))
+        return self._change(spec, message or f"update {text}")
+
+    def rollback(self, to: int | None = None, *, message: str = "") -> Overlay:
+        """Re-apply an earlier revision as a new one.
+
+        ``to`` is a revision number; by default the latest earlier revision whose spec
+        differs from the current one. Versions are restored exactly as they were.
+        """
+        to = traffic.as_int(to)
+        if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
+            raise ValidationError.at("to", f"give a revision number such as 3, got {to!r}")
+        history = [r for r in self._cp.store.history(self.name) if r.overlay is not None]
+        if to is None:
+            target = next(
+                (r for r in reversed(history)
+                 if r.revision < self.revision and r.overlay is not None
+                 and r.overlay.spec != self.spec),
+                None,
+            )
+            if target is None:
+                raise NotFoundError(
+                    f"overlay {self.name!r} has no earlier revision that differs from revision "
+                    f"{self.revision}; nothing to roll back to"
+                )
+        else:
+            target = next((r for r in history if r.revision == to), None)
+            if target is None:
+                numbers = ", ".join(str(r.revision) for r in history)
+                raise NotFoundError(
+                    f"overlay {self.name!r} has no revision {to} to roll back to; "
+                    f"revisions with a spec: {numbers}"
+                )
+        assert target.overlay is not None
+        spec = target.overlay.to_dict()["spec"]
+        return self._change(spec, message or f"rollback to revision {target.revision}")
+
+    def status(self) -> OverlayStatus:
+        """Where this overlay stands in the running gateway: the revision it serves, when it
+        was applied and how long the change took to reach it (``.history`` per revision),
+        and each model version's state (warming, ready, failed)."""
+        current = self._cp.store.get(self.name)
+        versions: list[str] = []
+        if current.overlay is not None:
+            spec = current.overlay.spec
+            versions = [f"{r.model}:{r.version}" for r in spec.routes]
+            if spec.shadow is not None:
+                versions.append(f"{spec.shadow.model}:{spec.shadow.version}")
+        return overlay_status(self._cp.home, self.name, current.revision, versions)
+
+    def metrics(self, *, since: Any = None, by: str | None = "version") -> pd.DataFrame:
+        """Model calls served for this overlay, summarised per model version and role:
+        calls, errors, timeouts, rejected, error_rate, p50/p95/p99/mean latency (ms) and
+        share (% of the role's calls), since the overlay was (re)created.
+        ``by="minute"|"hour"|"day"`` adds a time column;
+        ``by=None`` returns the call records (sampled inputs as ``input.<feature>``).
+        ``since``: a datetime or a phrase such as "an hour ago"."""
+        history = self._cp.store.history(self.name)
+        created = 1  # the first revision after the last deletion
+        for before, after in itertools.pairwise(history):
+            if before.action == "delete" and after.action == "apply":
+                created = after.revision
+        return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by,
+                               first_revision=created)
+
+    def history(self) -> pd.DataFrame:
+        """Every revision, oldest first: revision, action, time, author, message, changes."""
+        rows = []
+        for rev in self._cp.store.history(self.name):
+            spec = rev.overlay.spec if rev.overlay is not None else None
+            rows.append(
+                {
+                    "revision": rev.revision,
+                    "action": rev.action,
+                    "created_at": rev.created_at,
+                    "author": rev.author,
+                    "message": rev.message,
+                    "changes": rev.changes,
+                    "routes": _describe_routes(spec) if spec else "",
+                    "shadow": _describe_shadow(spec) if spec else "",
+                }
+            )
+        return pd.DataFrame(rows).set_index("revision")
+
+    def to_yaml(self) -> str:
+        """The overlay as an ``AIOverlay`` YAML document."""
+        return self.overlay.to_yaml()
+
+    def __repr__(self) -> str:
+        shadow = _describe_shadow(self.spec)
+        extra = f" shadow={shadow!r}" if shadow else ""
+        return (
+            f"<Overlay {self.name!r} revision={self.revision} mode={self.spec.mode} "
+            f"routes={_describe_routes(self.spec)!r}{extra}>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(r.model)}</td><td>{r.version or ''}</td><td>{r.alias or ''}</td>"
+            f"<td>{r.weight}%</td></tr>"
+            for r in self.spec.routes
+        )
+        if self.spec.shadow is not None:
+            s = self.spec.shadow
+            rows += (
+                f"<tr><td>{escape(s.model)}</td><td>{s.version or ''}</td><td>{s.alias or ''}</td>"
+                f"<td>shadow {s.percent:g}%</td></tr>"
+            )
+        return (
+            f"<div><b>Overlay {self.name}</b> &middot; revision {self.revision} &middot; "
+            f"mode {self.spec.mode} &middot; host {escape(self.spec.host.url)}"
+            "<table><tr><th>model</th><th>version</th><th>alias</th><th>traffic</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
