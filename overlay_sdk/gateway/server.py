@@ -11,9 +11,10 @@ client was ~10x faster than httpx here; see BENCHMARKS.md). What it does per req
 - anything else is host traffic, passed through (see :mod:`.proxy`); in shadow mode,
   requests matching ``spec.match`` are also forked to the routed model.
 
-A watcher thread follows the store; each new revision's versions are loaded and
-health-checked first, then a new :class:`~overlay_sdk.gateway.dispatch.Directory`
-snapshot is swapped in, and the status book records when and how fast.
+The store is followed by a :class:`~overlay_sdk.gateway.reload.Reloader`: each new
+revision's versions are loaded and health-checked first, then a new
+:class:`~overlay_sdk.gateway.dispatch.Directory` snapshot is swapped in, and the status
+book records when and how fast.
 """
 
 from __future__ import annotations
@@ -25,27 +26,23 @@ import functools
 import hmac
 import json
 import logging
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from overlay_sdk import routing
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
 from overlay_sdk.gateway.models import ModelPool, Outcome
 from overlay_sdk.gateway.payload import PayloadError, frame_of, sample_of
 from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wants_websocket
+from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.registry import ModelRegistry
-from overlay_sdk.spec import AIOverlaySpec
-from overlay_sdk.store import Revision, Store
+from overlay_sdk.store import Store
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
 
 __all__ = ["Gateway", "GatewayConfig"]
@@ -57,9 +54,6 @@ CAPTURE_LIMIT = 64 * 1024
 PURGE_EVERY_S = 3600.0
 MAX_CONNECTIONS = 1024  # outbound, to hosts and HTTP models together
 SHUTDOWN_S = 2.0  # open streams get this long to finish when the gateway stops
-RELEASE_GRACE_S = 30.0
-RETRY_FIRST_S = 2.0
-RETRY_MAX_S = 60.0
 
 
 @dataclass
@@ -138,17 +132,11 @@ class Gateway:
         self.registry = registry
         self.home = Path(home)
         self.config = config or GatewayConfig()
-        self.directory = Directory()
+        self.reload: Reloader | None = None
         self.book = StatusBook(self.home)
         self.gateway_id = 0
         self.url = ""
         self.unforked = 0  # matching host requests not forked (streamed, large or not JSON)
-        self._desired: dict[str, int] = {}
-        self._plans: dict[str, routing.RoutePlan] = {}  # plan of each overlay's latest revision
-        self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
-        self._deleted: set[str] = set()
-        self._serving: dict[str, int] = {}  # revision serving with every version ready
-        self._attempts: dict[str, int] = {}  # failed loads in a row, for the retry backoff
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -156,12 +144,14 @@ class Gateway:
         self._telemetry: TelemetryWriter | None = None
         self._shadow: Lanes[_ShadowJob] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._watcher: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._books = concurrent.futures.ThreadPoolExecutor(1, "overlay-status")
-        self._applied = asyncio.Event()
 
     # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> Directory:
+        """What the gateway serves now (an immutable snapshot)."""
+        return self.reload.directory if self.reload is not None else Directory()
 
     @property
     def telemetry(self) -> TelemetryWriter | None:
@@ -211,16 +201,15 @@ class Gateway:
             await self.stop()  # nothing half-started stays behind
             raise
         self._tasks = [asyncio.ensure_future(self._purge_loop())]
-        events = self.store.watch(since=None)  # before list(): nothing falls in between
-        for rev in self.store.list():
-            self._on_revision(rev)
-        self._watcher = threading.Thread(target=self._follow, args=(events,),
-                                         name="overlay-watch", daemon=True)
-        self._watcher.start()
+        self.reload = Reloader(self.store, self._pool, record=self._record_revision,
+                               on_first_serving=self._first_serving,
+                               on_release=self._shadow.keep)
+        self.reload.start()
 
     async def stop(self) -> None:
         """Stop serving, write what telemetry is queued, record the stop."""
-        self._stopping.set()
+        if self.reload is not None:
+            await self.reload.stop()
         self.store.close()  # ends the watch
         if self._runner is not None:
             await self._runner.cleanup()
@@ -239,8 +228,8 @@ class Gateway:
         if self.gateway_id:
             await self._in_books(self.book.stopped, self.gateway_id)
         self._books.shutdown(wait=True)
-        if self._watcher is not None:
-            self._watcher.join(timeout=2)
+        if self.reload is not None:
+            self.reload.join()
 
     async def _in_books(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -256,177 +245,26 @@ class Gateway:
         with contextlib.suppress(RuntimeError):  # shut down: nothing more to record
             self._books.submit(run)
 
+    def _record_revision(self, overlay: str, revision: int, state: str, **details: Any
+                         ) -> None:
+        self._book_later(self.book.revision, self.gateway_id, overlay, revision, state,
+                         **details)
+
+    def _first_serving(self, active: Active) -> None:
+        """An overlay serves here for the first time: apply its retention now."""
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.ensure_future(self._purge(active)))
+
     def _backend_state(self, key: str, state: str, error: str | None) -> None:
         if self.gateway_id:
             self._book_later(self.book.backend, self.gateway_id, key, state, error)
 
-    # -- following the store --------------------------------------------------------------
-
-    def _follow(self, events: Any) -> None:
-        try:
-            for event in events:
-                if self._stopping.is_set():
-                    return
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._on_revision, event.revision)
-        except Exception as err:
-            if not self._stopping.is_set():
-                _log.error("the gateway stopped following the store: %s", err)
-
-    def _on_revision(self, rev: Revision) -> None:
-        if rev.revision <= self._desired.get(rev.name, 0):
-            return  # seen already (the listing and the watch overlap)
-        self._desired[rev.name] = rev.revision
-        plan = self._plan_of(rev)
-        self._tasks = [t for t in self._tasks if not t.done()]
-        self._tasks.append(asyncio.ensure_future(self._apply(rev, plan)))
-
-    def _plan_of(self, rev: Revision) -> routing.RoutePlan | None:
-        """The plan of ``rev``, derived along the overlay's whole stored history (not only
-        the revisions this gateway applied), so every gateway routes a key alike."""
-        name = rev.name
-        spec = rev.overlay.spec if rev.overlay is not None else None
-        last = self._plans.get(name)
-        if spec is None:
-            self._plans.pop(name, None)
-            return None
-        current: routing.RoutePlan | None
-        if rev.revision == 1 or (last is not None and last.revision == rev.revision - 1):
-            current = routing.plan(spec, overlay=name, revision=rev.revision, previous=last)
-        else:  # first sight of an overlay with history (a start): replay it
-            history = [(r.revision, r.overlay.spec if r.overlay is not None else None)
-                       for r in self.store.history(name) if r.revision <= rev.revision]
-            current = routing.replay(history, overlay=name)
-        if current is not None:
-            self._plans[name] = current
-        return current
-
-    async def _apply(self, rev: Revision, plan: routing.RoutePlan | None) -> None:
-        name = rev.name
-        if rev.overlay is None or plan is None:
-            self.directory = self.directory.without(name)
-            self._serving.pop(name, None)
-            self._deleted.add(name)
-            self._release()
-            self._record(rev, "deleted", applied=True)
-            return
-        self._deleted.discard(name)
-        spec = rev.overlay.spec
-        keys = [f"{r.model}:{r.version}" for r in spec.routes]
-        if spec.shadow is not None:
-            keys.append(f"{spec.shadow.model}:{spec.shadow.version}")
-        assert self._pool is not None
-        if not self._pool.ready(keys):
-            self._record(rev, "warming")
-            if name not in self.directory.overlays:
-                # a new overlay: its host traffic flows at once; model calls get a clear 503
-                # until its versions are loaded and healthy
-                self._install(rev, spec, plan)
-            self._pending[name] = keys
-            try:
-                failures = await self._pool.ensure(keys)
-            finally:
-                if self._pending.get(name) is keys:
-                    del self._pending[name]
-            if self._desired.get(name) != rev.revision:
-                self._record(rev, "superseded")
-                return
-            if failures:
-                self._failed(rev, plan, failures)
-                return
-        now = self._install(rev, spec, plan)
-        if name not in self._serving:  # first served here: apply its retention now
-            self._tasks.append(asyncio.ensure_future(
-                self._purge(self.directory.overlays[name])))
-        self._attempts.pop(name, None)
-        self._serving[name] = rev.revision
-        self._record(rev, "serving", applied=True, now=now)
-        self._release()
-        self._applied.set()
-        self._applied = asyncio.Event()
-
-    def _failed(self, rev: Revision, plan: routing.RoutePlan, failures: dict[str, str]) -> None:
-        """Record why ``rev`` was not applied; retry with backoff unless it cannot work."""
-        name = rev.name
-        serving = self._serving.get(name)
-        still = (f"; revision {serving} keeps serving" if serving is not None
-                 else "; host traffic passes through, model calls get 503 until the "
-                 "versions load")
-        assert self._pool is not None
-        if all(self._pool.permanent(k) for k in failures):
-            self._record(rev, "failed", message="; ".join(failures.values()) + still)
-            return
-        retry = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** self._attempts.get(name, 0))
-        self._attempts[name] = self._attempts.get(name, 0) + 1
-        self._record(rev, "failed", message="; ".join(failures.values()) + still
-                     + f"; retrying in {retry:.0f} s")
-        assert self._loop is not None
-        self._loop.call_later(retry, self._retry, rev, plan)
-
-    def _install(self, rev: Revision, spec: AIOverlaySpec, plan: routing.RoutePlan
-                 ) -> datetime:
-        """Swap in a directory where ``rev`` serves its overlay."""
-        now = datetime.now(UTC)
-        active = Active.of(rev.name, rev.revision, spec, plan, committed_at=rev.created_at,
-                           applied_at=now)
-        self.directory = self.directory.with_active(active)
-        return now
-
-    def _retry(self, rev: Revision, plan: routing.RoutePlan) -> None:
-        if self._desired.get(rev.name) == rev.revision and not self._stopping.is_set():
-            self._tasks.append(asyncio.ensure_future(self._apply(rev, plan)))
-
-    def _record(self, rev: Revision, state: str, *, applied: bool = False,
-                now: datetime | None = None, message: str = "") -> None:
-        if applied:
-            now = now or datetime.now(UTC)
-            ms = max(0.0, (now - rev.created_at).total_seconds() * 1000)
-            self._book_later(self.book.revision, self.gateway_id, rev.name, rev.revision, state,
-                             committed_at=rev.created_at, applied_at=now, propagation_ms=ms,
-                             message=message)
-            if state != "deleted":
-                _log.info("%s revision %d serving (%.1f ms after commit)", rev.name,
-                          rev.revision, ms)
-        else:
-            self._book_later(self.book.revision, self.gateway_id, rev.name, rev.revision, state,
-                             committed_at=rev.created_at, message=message)
-            if state == "failed":
-                _log.warning("%s revision %d not applied: %s", rev.name, rev.revision, message)
-
-    def _release(self) -> None:
-        """Drop, after a grace period, the versions no overlay uses any more (requests that
-        took the previous snapshot may still be calling them)."""
-        if self._loop is not None and not self._stopping.is_set():
-            self._loop.call_later(RELEASE_GRACE_S, self._release_now)
-
-    def _release_now(self) -> None:
-        if self._stopping.is_set():
-            return
-        keep: set[str] = set()
-        for active in self.directory.overlays.values():
-            keep.update(active.plan.versions)
-            if active.plan.shadow is not None:
-                keep.add(active.plan.shadow)
-        for pending in self._pending.values():
-            keep.update(pending)
-        assert self._pool is not None and self._shadow is not None
-        self._pool.release(keep)
-        self._shadow.keep(keep)
-
     async def wait_applied(self, name: str, revision: int, timeout: float = 30.0) -> Active:
-        """Wait until ``name`` serves ``revision`` (or a later one)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            active = self.directory.overlays.get(name)
-            if active is not None and self._serving.get(name, 0) >= revision:
-                await self._in_books(lambda: None)  # status book written up to here
-                return active
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{name} revision {revision} was not applied within "
-                                   f"{timeout} s; see o.status() for why")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._applied.wait(), min(left, 0.5))
+        """Wait until ``name`` serves ``revision`` (or a later one), status book included."""
+        assert self.reload is not None, "start the gateway first"
+        active = await self.reload.wait_applied(name, revision, timeout)
+        await self._in_books(lambda: None)  # the status book is written up to here
+        return active
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -523,9 +361,11 @@ class Gateway:
         active = self.directory.overlays.get(name)
         if active is None:
             known = ", ".join(self.directory.overlays) or "none yet"
-            warming = name in self._desired and name not in self._deleted
+            assert self.reload is not None
+            warming = self.reload.warming(name)
             state = ("still warming (its model versions are loading)" if warming
-                     else "deleted" if name in self._deleted else "not in this gateway's store")
+                     else "deleted" if name in self.reload.deleted
+                     else "not in this gateway's store")
             return _problem(503 if warming else 404, "no_overlay",
                             f"overlay {name!r} is {state}; overlays served: {known}")
         try:
@@ -620,12 +460,12 @@ class Gateway:
 
     def snapshot(self) -> dict[str, Any]:
         """The gateway's state as JSON-ready data (``GET /_overlay/status``)."""
-        assert self._pool is not None and self._shadow is not None
+        assert self._pool is not None and self._shadow is not None and self.reload is not None
         overlays = {}
         for name, active in self.directory.overlays.items():
             overlays[name] = {
-                "revision": active.revision, "desiredRevision": self._desired.get(name),
-                "ready": self._serving.get(name) == active.revision,
+                "revision": active.revision, "desiredRevision": self.reload.desired.get(name),
+                "ready": self.reload.serving.get(name) == active.revision,
                 "mode": active.spec.mode, "host": active.base_url,
                 "appliedAt": active.applied_at.isoformat(),
                 "propagationMs": round((active.applied_at - active.committed_at)

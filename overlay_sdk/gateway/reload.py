@@ -1,0 +1,282 @@
+"""Hot reload: follow the store and keep the :class:`Directory` the gateway serves from.
+
+A watcher thread follows the store and hands every revision to the event loop, in commit
+order. For each revision the :class:`Reloader`:
+
+1. derives its :class:`~overlay_sdk.routing.RoutePlan` along the overlay's stored history
+   (so every gateway, restarted or not, routes each key alike);
+2. loads and health-checks the versions it names that are not loaded yet ("warming"),
+   while the previous revision keeps serving (a new overlay passes host traffic at once);
+3. swaps in a new directory snapshot and records when, and how long after the commit;
+4. drops, after a grace period, the versions no overlay uses any more.
+
+A revision whose versions cannot load leaves the previous one serving; it is retried with
+backoff unless retrying cannot help (an unsupported kind, an image without an endpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from overlay_sdk import routing
+from overlay_sdk.gateway.dispatch import Active, Directory
+from overlay_sdk.gateway.models import ModelPool
+from overlay_sdk.spec import AIOverlaySpec
+from overlay_sdk.store import Revision, Store, WatchEvent
+
+__all__ = ["RELEASE_GRACE_S", "Reloader"]
+
+_log = logging.getLogger("overlay_sdk.gateway")
+RELEASE_GRACE_S = 30.0  # requests that took the previous snapshot may still call its versions
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 60.0
+
+Record = Callable[..., None]  # record(overlay, revision, state, committed_at=..., ...)
+
+
+def versions_of(spec: AIOverlaySpec) -> list[str]:
+    """``model:version`` keys a spec routes or shadows to."""
+    keys = [f"{r.model}:{r.version}" for r in spec.routes]
+    if spec.shadow is not None:
+        keys.append(f"{spec.shadow.model}:{spec.shadow.version}")
+    return keys
+
+
+class Reloader:
+    """Follows ``store`` and keeps :attr:`directory` (see the module docstring).
+
+    ``record`` writes a revision's state to the status book (off the loop);
+    ``on_first_serving`` is called when an overlay first serves here; ``on_release`` gets
+    the versions still in use after a release.
+    """
+
+    def __init__(self, store: Store, pool: ModelPool, *, record: Record,
+                 on_first_serving: Callable[[Active], None],
+                 on_release: Callable[[set[str]], None]) -> None:
+        self.store = store
+        self.pool = pool
+        self.directory = Directory()
+        self.desired: dict[str, int] = {}  # newest revision seen per overlay
+        self.serving: dict[str, int] = {}  # revision serving with every version ready
+        self.deleted: set[str] = set()
+        self._record_state = record
+        self._on_first_serving = on_first_serving
+        self._on_release = on_release
+        self._plans: dict[str, routing.RoutePlan] = {}  # plan of each overlay's latest revision
+        self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
+        self._attempts: dict[str, int] = {}  # failed loads in a row, for the retry backoff
+        self._applied = asyncio.Event()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Apply the store's overlays, then follow it (call on the event loop)."""
+        self._loop = asyncio.get_running_loop()
+        events = self.store.watch(since=None)  # before list(): nothing falls in between
+        for rev in self.store.list():
+            self.on_revision(rev)
+        self._watcher = threading.Thread(target=self._follow, args=(events,),
+                                         name="overlay-watch", daemon=True)
+        self._watcher.start()
+
+    async def stop(self) -> None:
+        """Stop following (the caller closes the store, which ends the watch)."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def join(self) -> None:
+        """Wait for the watcher thread (after the store was closed)."""
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _follow(self, events: Iterator[WatchEvent]) -> None:
+        try:
+            for event in events:
+                if self._stopping.is_set():
+                    return
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self.on_revision, event.revision)
+        except Exception as err:
+            if not self._stopping.is_set():
+                _log.error("the gateway stopped following the store: %s", err)
+
+    # -- one revision ------------------------------------------------------------------------
+
+    def warming(self, name: str) -> bool:
+        """Whether overlay ``name`` exists but serves nothing yet here."""
+        return name in self.desired and name not in self.deleted
+
+    def on_revision(self, rev: Revision) -> None:
+        """Take a revision from the store (in commit order, on the loop)."""
+        if rev.revision <= self.desired.get(rev.name, 0):
+            return  # seen already (the listing and the watch overlap)
+        self.desired[rev.name] = rev.revision
+        self._spawn(self._apply(rev, self._plan_of(rev)))
+
+    def _plan_of(self, rev: Revision) -> routing.RoutePlan | None:
+        """The plan of ``rev``, derived along the overlay's whole stored history (not only
+        the revisions this gateway applied), so every gateway routes a key alike."""
+        name = rev.name
+        spec = rev.overlay.spec if rev.overlay is not None else None
+        last = self._plans.get(name)
+        if spec is None:
+            self._plans.pop(name, None)
+            return None
+        current: routing.RoutePlan | None
+        if rev.revision == 1 or (last is not None and last.revision == rev.revision - 1):
+            current = routing.plan(spec, overlay=name, revision=rev.revision, previous=last)
+        else:  # first sight of an overlay with history (a start): replay it
+            history = [(r.revision, r.overlay.spec if r.overlay is not None else None)
+                       for r in self.store.history(name) if r.revision <= rev.revision]
+            current = routing.replay(history, overlay=name)
+        if current is not None:
+            self._plans[name] = current
+        return current
+
+    async def _apply(self, rev: Revision, plan: routing.RoutePlan | None) -> None:
+        name = rev.name
+        if rev.overlay is None or plan is None:
+            self.directory = self.directory.without(name)
+            self.serving.pop(name, None)
+            self.deleted.add(name)
+            self._release()
+            self._record(rev, "deleted", applied=True)
+            return
+        self.deleted.discard(name)
+        spec = rev.overlay.spec
+        keys = versions_of(spec)
+        if not self.pool.ready(keys):
+            self._record(rev, "warming")
+            if name not in self.directory.overlays:
+                # a new overlay: its host traffic flows at once; model calls get a clear 503
+                # until its versions are loaded and healthy
+                self._install(rev, spec, plan)
+            self._pending[name] = keys
+            try:
+                failures = await self.pool.ensure(keys)
+            finally:
+                if self._pending.get(name) is keys:
+                    del self._pending[name]
+            if self.desired.get(name) != rev.revision:
+                self._record(rev, "superseded")
+                return
+            if failures:
+                self._failed(rev, plan, failures)
+                return
+        now = self._install(rev, spec, plan)
+        if name not in self.serving:
+            self._on_first_serving(self.directory.overlays[name])
+        self._attempts.pop(name, None)
+        self.serving[name] = rev.revision
+        self._record(rev, "serving", applied=True, now=now)
+        self._release()
+        self._applied.set()
+        self._applied = asyncio.Event()
+
+    def _failed(self, rev: Revision, plan: routing.RoutePlan, failures: dict[str, str]) -> None:
+        """Record why ``rev`` was not applied; retry with backoff unless it cannot work."""
+        name = rev.name
+        serving = self.serving.get(name)
+        still = (f"; revision {serving} keeps serving" if serving is not None
+                 else "; host traffic passes through, model calls get 503 until the "
+                 "versions load")
+        if all(self.pool.permanent(k) for k in failures):
+            self._record(rev, "failed", message="; ".join(failures.values()) + still)
+            return
+        retry = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** self._attempts.get(name, 0))
+        self._attempts[name] = self._attempts.get(name, 0) + 1
+        self._record(rev, "failed", message="; ".join(failures.values()) + still
+                     + f"; retrying in {retry:.0f} s")
+        assert self._loop is not None
+        self._loop.call_later(retry, self._retry, rev, plan)
+
+    def _install(self, rev: Revision, spec: AIOverlaySpec, plan: routing.RoutePlan
+                 ) -> datetime:
+        """Swap in a directory where ``rev`` serves its overlay."""
+        now = datetime.now(UTC)
+        active = Active.of(rev.name, rev.revision, spec, plan, committed_at=rev.created_at,
+                           applied_at=now)
+        self.directory = self.directory.with_active(active)
+        return now
+
+    def _retry(self, rev: Revision, plan: routing.RoutePlan) -> None:
+        if self.desired.get(rev.name) == rev.revision and not self._stopping.is_set():
+            self._spawn(self._apply(rev, plan))
+
+    def _record(self, rev: Revision, state: str, *, applied: bool = False,
+                now: datetime | None = None, message: str = "") -> None:
+        if applied:
+            now = now or datetime.now(UTC)
+            ms = max(0.0, (now - rev.created_at).total_seconds() * 1000)
+            self._record_state(rev.name, rev.revision, state, committed_at=rev.created_at,
+                               applied_at=now, propagation_ms=ms, message=message)
+            if state != "deleted":
+                _log.info("%s revision %d serving (%.1f ms after commit)", rev.name,
+                          rev.revision, ms)
+        else:
+            self._record_state(rev.name, rev.revision, state, committed_at=rev.created_at,
+                               message=message)
+            if state == "failed":
+                _log.warning("%s revision %d not applied: %s", rev.name, rev.revision, message)
+
+    # -- releasing versions -----------------------------------------------------------------
+
+    def _release(self) -> None:
+        """Drop, after a grace period, the versions no overlay uses any more (requests that
+        took the previous snapshot may still be calling them)."""
+        if self._loop is not None and not self._stopping.is_set():
+            self._loop.call_later(RELEASE_GRACE_S, self._release_now)
+
+    def in_use(self) -> set[str]:
+        """Versions the served overlays and the revisions being applied name."""
+        keep: set[str] = set()
+        for active in self.directory.overlays.values():
+            keep.update(active.plan.versions)
+            if active.plan.shadow is not None:
+                keep.add(active.plan.shadow)
+        for pending in self._pending.values():
+            keep.update(pending)
+        return keep
+
+    def _release_now(self) -> None:
+        if self._stopping.is_set():
+            return
+        keep = self.in_use()
+        self.pool.release(keep)
+        self._on_release(keep)
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    async def wait_applied(self, name: str, revision: int, timeout: float = 30.0) -> Active:
+        """Wait until ``name`` serves ``revision`` (or a later one) with its versions ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            active = self.directory.overlays.get(name)
+            if active is not None and self.serving.get(name, 0) >= revision:
+                return active
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{name} revision {revision} was not applied within "
+                                   f"{timeout} s; see o.status() for why")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), min(left, 0.5))
+
