@@ -92,7 +92,10 @@ class PyfuncBackend:
         self._model, self.columns = model, columns
 
     def _predict(self, frame: pd.DataFrame) -> Any:
-        return jsonable(self._model.predict(frame))
+        model = self._model
+        if model is None:
+            raise BackendError(f"{self.key} was unloaded (no overlay routes to it any more)")
+        return jsonable(model.predict(frame))
 
     async def predict(self, frame: pd.DataFrame) -> Any:
         loop = asyncio.get_running_loop()

@@ -30,7 +30,6 @@ from overlay_sdk.registry import ModelRegistry
 __all__ = ["ModelPool", "Outcome", "VersionState"]
 
 VersionState = Literal["warming", "ready", "failed"]
-LOADERS = 4  # versions loading at once; a hanging load holds one of them until its timeout
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,6 @@ class ModelPool:
         self._on_state = on_state
         self._entries: dict[str, _Entry] = {}
         self._running: set[asyncio.Future[Any]] = set()  # calls, abandoned ones included
-        self._loader = DaemonExecutor(LOADERS, "overlay-loader")
 
     def state(self, key: str) -> tuple[VersionState, str | None] | None:
         """(state, error) of version ``key``, None when the pool does not hold it."""
@@ -131,14 +129,18 @@ class ModelPool:
     async def _load(self, entry: _Entry) -> None:
         loop = asyncio.get_running_loop()
         self._set(entry, "warming")
+        # each load on a thread of its own: a load that hangs holds only itself up
+        loader = DaemonExecutor(1, f"overlay-load-{entry.key}")
         try:
             backend = await asyncio.wait_for(
-                loop.run_in_executor(self._loader, self._load_blocking, entry, loop),
+                loop.run_in_executor(loader, self._load_blocking, entry, loop),
                 self.load_timeout)
         except TimeoutError:
+            entry.permanent = True  # a retry would only leave another thread hanging
             self._set(entry, "failed", f"{entry.key} did not load and pass its health check "
-                      f"within {self.load_timeout:.0f} s (load_timeout); check that its "
-                      "prediction on the first row of its reference data returns")
+                      f"within {self.load_timeout:g} s (load_timeout); check that its "
+                      "prediction on the first row of its reference data returns, then "
+                      "apply the overlay again")
             return
         except OverlayError as err:
             self._set(entry, "failed", str(err))
@@ -147,6 +149,8 @@ class ModelPool:
             self._set(entry, "failed", f"{entry.key} failed to load: "
                                        f"{type(err).__name__}: {err}")
             return
+        finally:
+            loader.shutdown(wait=False)
         entry.backend = backend
         entry.breaker = Breaker(self.breaker_threshold, self.breaker_cooldown)
         if self.freeze_gc:
@@ -182,8 +186,7 @@ class ModelPool:
         """Drop the versions not in ``keep`` (no overlay uses them any more)."""
         wanted = set(keep)
         dropped = [k for k in self._entries if k not in wanted]
-        if dropped and self.freeze_gc:
-            gc.unfreeze()  # what the dropped versions leave behind can be collected again
+        unloaded = False
         for key in dropped:
             entry = self._entries[key]
             if entry.loading is not None and not entry.loading.done():
@@ -191,8 +194,15 @@ class ModelPool:
             del self._entries[key]
             if entry.backend is not None:
                 entry.backend.close()
+                unloaded = True
             if entry.executor is not None:
                 entry.executor.shutdown(wait=False)
+        if unloaded and self.freeze_gc:
+            # what the unloaded versions leave behind is frozen too: let one full collection
+            # (~0.1-0.2 s, once per unload) free it, then freeze what remains again
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     async def call(self, key: str, frame: pd.DataFrame, timeout: float,
                    timeout_name: str = "spec.slo.timeoutMs") -> Outcome:
@@ -243,11 +253,12 @@ class ModelPool:
         return done("ok", output=output)
 
     def close(self) -> None:
-        """Drop every backend, abandon calls still running, stop the loader threads."""
+        """Drop every backend and abandon calls still running (loads in progress end with
+        their daemon threads)."""
         for task in list(self._running):
             task.cancel()
+        self.freeze_gc = False  # stopping: no collection pause for what is left
         self.release(())
-        self._loader.shutdown(wait=False, cancel_futures=True)
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -4,7 +4,9 @@ A watcher thread follows the store and hands every revision to the event loop, i
 order. For each revision the :class:`Reloader`:
 
 1. derives its :class:`~overlay_sdk.routing.RoutePlan` along the overlay's stored history
-   (so every gateway, restarted or not, routes each key alike);
+   (so every gateway, restarted or not, routes each key alike): from the previous plan
+   as changes arrive, and at a start from the newest plan kept in the status book, on a
+   worker thread (the loop keeps serving);
 2. loads and health-checks the versions it names that are not loaded yet ("warming"),
    while the previous revision keeps serving (a new overlay passes host traffic at once);
 3. swaps in a new directory snapshot and records when, and how long after the commit;
@@ -28,6 +30,7 @@ from typing import Any
 from overlay_sdk import routing
 from overlay_sdk.gateway.dispatch import Active, Directory
 from overlay_sdk.gateway.models import ModelPool
+from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.spec import AIOverlaySpec
 from overlay_sdk.store import Revision, Store, WatchEvent
 
@@ -54,12 +57,16 @@ class Reloader:
 
     ``record`` writes a revision's state to the status book (off the loop);
     ``on_first_serving`` is called when an overlay first serves here; ``on_release`` gets
-    the versions still in use after a release.
+    the versions still in use after a release. ``cache`` keeps derived plans (read on the
+    replay thread) and ``save_plan`` writes one off the loop, so a start replays only the
+    revisions after the newest kept plan.
     """
 
     def __init__(self, store: Store, pool: ModelPool, *, record: Record,
                  on_first_serving: Callable[[Active], None],
-                 on_release: Callable[[set[str]], None]) -> None:
+                 on_release: Callable[[set[str]], None],
+                 cache: StatusBook | None = None,
+                 save_plan: Callable[[routing.RoutePlan], None] | None = None) -> None:
         self.store = store
         self.pool = pool
         self.directory = Directory()
@@ -69,6 +76,8 @@ class Reloader:
         self._record_state = record
         self._on_first_serving = on_first_serving
         self._on_release = on_release
+        self._cache = cache
+        self._save_plan = save_plan or (lambda plan: None)
         self._plans: dict[str, routing.RoutePlan] = {}  # plan of each overlay's latest revision
         self._pending: dict[str, list[str]] = {}  # versions of revisions being applied
         self._attempts: dict[str, int] = {}  # failed loads in a row, for the retry backoff
@@ -130,26 +139,57 @@ class Reloader:
         if rev.revision <= self.desired.get(rev.name, 0):
             return  # seen already (the listing and the watch overlap)
         self.desired[rev.name] = rev.revision
-        self._spawn(self._apply(rev, self._plan_of(rev)))
-
-    def _plan_of(self, rev: Revision) -> routing.RoutePlan | None:
-        """The plan of ``rev``, derived along the overlay's whole stored history (not only
-        the revisions this gateway applied), so every gateway routes a key alike."""
-        name = rev.name
-        spec = rev.overlay.spec if rev.overlay is not None else None
+        name, spec = rev.name, rev.overlay.spec if rev.overlay is not None else None
         last = self._plans.get(name)
         if spec is None:
             self._plans.pop(name, None)
-            return None
-        current: routing.RoutePlan | None
-        if rev.revision == 1 or (last is not None and last.revision == rev.revision - 1):
+            self._spawn(self._apply(rev, None))
+        elif last is not None and last.revision == rev.revision - 1:
+            # the usual case: derive from the previous plan (~1.5 ms)
             current = routing.plan(spec, overlay=name, revision=rev.revision, previous=last)
-        else:  # first sight of an overlay with history (a start): replay it
-            history = [(r.revision, r.overlay.spec if r.overlay is not None else None)
-                       for r in self.store.history(name) if r.revision <= rev.revision]
-            current = routing.replay(history, overlay=name)
-        if current is not None:
             self._plans[name] = current
+            self._save_plan(current)
+            self._spawn(self._apply(rev, current))
+        else:  # first sight of an overlay (a start, a re-creation): from its history
+            self._spawn(self._replay_then_apply(rev))
+
+    async def _replay_then_apply(self, rev: Revision) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            current = await loop.run_in_executor(None, self._replay, rev)
+        except Exception as err:  # the store failed us: say so, try again
+            self._record(rev, "failed", message=f"could not read the history of {rev.name} "
+                         f"to derive its routing plan ({err}); retrying in "
+                         f"{RETRY_FIRST_S:g} s")
+            loop.call_later(RETRY_FIRST_S, self._retry_replay, rev)
+            return
+        last = self._plans.get(rev.name)
+        if current is not None and (last is None or last.revision < current.revision):
+            self._plans[rev.name] = current
+        await self._apply(rev, current)
+
+    def _retry_replay(self, rev: Revision) -> None:
+        if self.desired.get(rev.name) == rev.revision and not self._stopping.is_set():
+            self._spawn(self._replay_then_apply(rev))
+
+    def _replay(self, rev: Revision) -> routing.RoutePlan | None:
+        """The plan of ``rev`` from the overlay's stored history since its last creation,
+        starting from the newest kept plan on the way (off the loop: reads the store)."""
+        history = [(r.revision, r.overlay.spec if r.overlay is not None else None)
+                   for r in self.store.history(rev.name) if r.revision <= rev.revision]
+        deletions = [i for i, (_, spec) in enumerate(history) if spec is None]
+        tail = history[deletions[-1] + 1:] if deletions else history
+        if not tail:
+            return None
+        current = self._cache.latest_plan(rev.name, tail[0][0], rev.revision) \
+            if self._cache is not None else None
+        if current is not None:
+            tail = [(n, spec) for n, spec in tail if n > current.revision]
+        for number, spec in tail:
+            assert spec is not None
+            current = routing.plan(spec, overlay=rev.name, revision=number, previous=current)
+        if current is not None and self._cache is not None and tail:
+            self._cache.save_plan(current)
         return current
 
     async def _apply(self, rev: Revision, plan: routing.RoutePlan | None) -> None:

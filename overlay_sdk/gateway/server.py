@@ -52,7 +52,7 @@ ADMIN = "/_overlay/"
 FORK_BODY_LIMIT = 1024 * 1024
 CAPTURE_LIMIT = 64 * 1024
 PURGE_EVERY_S = 3600.0
-MAX_CONNECTIONS = 1024  # outbound, to hosts and HTTP models together
+MAX_PER_HOST = 512  # outbound connections to one host (or one HTTP model)
 SHUTDOWN_S = 2.0  # open streams get this long to finish when the gateway stops
 
 
@@ -140,6 +140,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._model_session: aiohttp.ClientSession | None = None
         self._pool: ModelPool | None = None
         self._telemetry: TelemetryWriter | None = None
         self._shadow: Lanes[_ShadowJob] | None = None
@@ -165,15 +166,11 @@ class Gateway:
     async def start(self) -> None:
         """Bind the port, load the overlays of the store and follow it."""
         self._loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ttl_dns_cache=300),
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            # no total: streams may last; a connection (pool wait included) within 30 s
-            timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_connect=10),
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-        )
+        # one pooled session for hosts and one for HTTP models; connections are bounded per
+        # host, so a host that hangs holds only its own connections
+        self._session, self._model_session = _session(), _session()
         self._pool = ModelPool(
-            self.registry, self._session, endpoints=self.config.endpoints,
+            self.registry, self._model_session, endpoints=self.config.endpoints,
             threads_per_version=self.config.threads_per_version,
             max_in_flight=self.config.max_in_flight,
             breaker_threshold=self.config.breaker_threshold,
@@ -197,14 +194,16 @@ class Gateway:
             host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
             self.url = f"http://{host}:{port}"
             self.gateway_id = await self._in_books(self.book.started, self.url)
+            self._tasks = [asyncio.ensure_future(self._purge_loop())]
+            self.reload = Reloader(
+                self.store, self._pool, record=self._record_revision,
+                on_first_serving=self._first_serving, on_release=self._shadow.keep,
+                cache=self.book,
+                save_plan=lambda plan: self._book_later(self.book.save_plan, plan))
+            self.reload.start()
         except BaseException:
             await self.stop()  # nothing half-started stays behind
             raise
-        self._tasks = [asyncio.ensure_future(self._purge_loop())]
-        self.reload = Reloader(self.store, self._pool, record=self._record_revision,
-                               on_first_serving=self._first_serving,
-                               on_release=self._shadow.keep)
-        self.reload.start()
 
     async def stop(self) -> None:
         """Stop serving, write what telemetry is queued, record the stop."""
@@ -221,8 +220,9 @@ class Gateway:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._pool is not None:
             self._pool.close()
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._model_session):
+            if session is not None:
+                await session.close()
         if self._telemetry is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._telemetry.close)
         if self.gateway_id:
@@ -482,6 +482,17 @@ class Gateway:
             "telemetry": {"written": telemetry.written if telemetry else 0,
                           "dropped": telemetry.dropped if telemetry else 0},
         }
+
+
+def _session() -> aiohttp.ClientSession:
+    """A pooled outbound session that passes bodies and cookies through untouched."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=MAX_PER_HOST, ttl_dns_cache=300),
+        auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+        # no total: streams may last; a connection (pool wait included) within 30 s
+        timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_connect=10),
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+    )
 
 
 def _json_or_none(body: bytes) -> Any:

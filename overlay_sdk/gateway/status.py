@@ -9,12 +9,15 @@ store, ``<home>/gateway.db``; rows are small and written off the event loop.
   load, then ``serving`` (with ``applied_at`` and the propagation time from the revision's
   commit), ``failed`` (a version would not load; the previous revision keeps serving) or
   ``superseded`` (a newer revision arrived before this one served);
-- ``backends``: the state of each model version the gateway holds.
+- ``backends``: the state of each model version the gateway holds;
+- ``plans``: route plans by overlay and revision. A plan is a function of the overlay's
+  stored history, so any gateway may reuse one instead of replaying the history up to it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from overlay_sdk.routing import RoutePlan
 
 __all__ = ["StatusBook", "pid_alive"]
 
@@ -37,6 +42,10 @@ CREATE TABLE IF NOT EXISTS applied (
     state TEXT NOT NULL, committed_at TEXT NOT NULL, applied_at TEXT,
     propagation_ms REAL, message TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (gateway, overlay, revision));
+CREATE TABLE IF NOT EXISTS plans (
+    overlay TEXT NOT NULL, revision INTEGER NOT NULL, versions TEXT NOT NULL,
+    assignment BLOB NOT NULL, shadow TEXT, shadow_percent REAL NOT NULL,
+    PRIMARY KEY (overlay, revision));
 CREATE TABLE IF NOT EXISTS backends (
     gateway INTEGER NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
     error TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (gateway, version));
@@ -119,6 +128,30 @@ class StatusBook:
                 "state = excluded.state, error = excluded.error, "
                 "updated_at = excluded.updated_at",
                 (gateway, version, state, error, _iso(datetime.now(UTC))))
+
+    def save_plan(self, plan: RoutePlan) -> None:
+        """Keep ``plan`` (of ``plan.overlay`` at ``plan.revision``) for later starts."""
+        with self._db() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO plans (overlay, revision, versions, assignment, shadow, "
+                "shadow_percent) VALUES (?, ?, ?, ?, ?, ?)",
+                (plan.overlay, plan.revision, json.dumps(list(plan.versions)), plan.assignment,
+                 plan.shadow, plan.shadow_percent))
+
+    def latest_plan(self, overlay: str, first: int, last: int) -> RoutePlan | None:
+        """The kept plan of ``overlay`` with the highest revision in ``first..last``."""
+        if not self.path.exists():
+            return None
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT revision, versions, assignment, shadow, shadow_percent FROM plans "
+                "WHERE overlay = ? AND revision BETWEEN ? AND ? ORDER BY revision DESC LIMIT 1",
+                (overlay, first, last)).fetchone()
+        if row is None:
+            return None
+        return RoutePlan(overlay=overlay, revision=int(row[0]),
+                         versions=tuple(json.loads(row[1])), assignment=bytes(row[2]),
+                         shadow=row[3], shadow_percent=float(row[4]))
 
     # -- reader side -------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,7 +20,12 @@ from gateway_support import STALL, invoke_body
 from overlay_sdk.client import ControlPlane, Overlay
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.gateway import GatewayHandle
+from overlay_sdk.routing import RoutePlan, plan
 from overlay_sdk.telemetry import read_calls
+
+
+def plan_of(o: Overlay) -> RoutePlan:
+    return plan(o.spec, overlay=o.name, revision=o.revision)
 
 
 async def _post(url: str, **kwargs: object) -> tuple[int, dict[str, object] | str]:
@@ -40,11 +46,18 @@ def test_a_restarted_or_second_gateway_routes_every_key_alike(
     o.set_traffic({"fraud:1": 55, "fraud:2": 45})
     gateway.wait(o)
     followed = gateway.gateway.directory.overlays["steady"].plan
-    with plane.start_gateway(port=0) as second:
+    assert followed.assignment != plan_of(o).assignment  # a fresh plan would differ
+    with plane.start_gateway(port=0) as second:  # from the plan the first one kept
         second.wait(o)
-        started_fresh = second.gateway.directory.overlays["steady"].plan
-    assert started_fresh.assignment == followed.assignment
-    assert started_fresh.weights() == {"fraud:1": 55, "fraud:2": 45}
+        from_kept = second.gateway.directory.overlays["steady"].plan
+    with sqlite3.connect(plane.home / "gateway.db") as db:
+        db.execute("DELETE FROM plans")  # nothing kept: the whole history is replayed
+    db.close()
+    with plane.start_gateway(port=0) as third:
+        third.wait(o)
+        replayed = third.gateway.directory.overlays["steady"].plan
+    assert from_kept.assignment == replayed.assignment == followed.assignment
+    assert replayed.weights() == {"fraud:1": 55, "fraud:2": 45}
 
 
 def test_a_health_check_that_hangs_fails_the_version_and_blocks_nobody(
@@ -60,6 +73,7 @@ def test_a_health_check_that_hangs_fails_the_version_and_blocks_nobody(
                 assert time.monotonic() < deadline, status
                 time.sleep(0.05)
             assert "within 1 s (load_timeout)" in status.message
+            assert "retrying" not in status.message  # a retry would leave another thread hung
             code, body = asyncio.run(_post(f"{gw.url}/_overlay/stalled/invoke",
                                            data=invoke_body()))
             assert code == 503 and "stall:1" in str(body)
