@@ -179,6 +179,7 @@ class TelemetryWriter:
         self._dropped_full = 0  # counted by submitters
         self._dropped_failed = 0  # counted by the writer thread
         self.written = 0
+        self._queued = 0  # records put on the queue (submitters only)
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
         self._random = random.Random(seed)
         self._stop = threading.Event()
@@ -195,12 +196,13 @@ class TelemetryWriter:
         rate = self.sample_rate if sample_rate is None else sample_rate
         keep = rate >= 1 or self._random.random() < rate
         row = _row(record, self.redact if redact is None else redact, keep)
-        self._idle.clear()  # before the put: the writer sets it again once this is written
+        self._idle.clear()
         try:
             self._queue.put_nowait(row)
         except queue.Full:
             self._dropped_full += 1
             return False
+        self._queued += 1
         return True
 
     @property
@@ -236,7 +238,8 @@ class TelemetryWriter:
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything submitted so far is written (or ``timeout`` passes)."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() or not self._idle.is_set():
+        target = self._queued  # records handed to the writer before this call
+        while self.written + self._dropped_failed < target:
             if time.monotonic() > deadline:
                 raise BackendError(f"telemetry did not drain within {timeout} s "
                                    f"({self._queue.qsize()} records waiting)")

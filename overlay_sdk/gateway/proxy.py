@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from overlay_sdk.gateway.headers import (
@@ -161,9 +162,15 @@ async def proxy_websocket(
     try:
         upstream = await session.ws_connect(url, protocols=offered, headers=headers,
                                             autoclose=False, max_msg_size=0)
-    except aiohttp.WSServerHandshakeError as err:  # the host refused the upgrade: say so
-        return web.Response(status=err.status, text=f"the host refused the WebSocket "
-                            f"upgrade: {err.status} {err.message}\n")
+    except aiohttp.WSServerHandshakeError as err:
+        if err.status == 101:  # it said yes, but not in a way a client can trust
+            return web.Response(status=502, text=f"the host's WebSocket handshake was invalid "
+                                f"({err.message})\n")
+        # the host refused the upgrade: its status and headers (Location, WWW-Authenticate,
+        # Sec-WebSocket-Version...) go back to the client
+        headers = forward_response_headers(CIMultiDict(err.headers)) if err.headers else []
+        return web.Response(status=err.status, headers=headers,
+                            text=f"the host refused the WebSocket upgrade: {err.message}\n")
     client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
                                    autoclose=False, max_msg_size=0)
     try:

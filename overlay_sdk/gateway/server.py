@@ -413,6 +413,10 @@ class Gateway:
         if job.capture is not None:
             host_status = job.capture.status or None
             host_output = _decoded(job.capture)
+            if job.active.redact and not isinstance(host_output, dict | list):
+                # redaction works on JSON fields: text (or JSON cut at the capture limit)
+                # cannot be redacted, so it is not kept
+                host_output = "[not kept: not JSON, and spec.telemetry.redact is set]"
         try:
             frame = frame_of(job.inputs, self._pool.columns(job.version))
         except PayloadError as err:

@@ -95,6 +95,12 @@ async def _broken_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _ws_auth(request: web.Request) -> web.Response:
+    """Refuses WebSocket upgrades without credentials, the way hosts do."""
+    return web.Response(status=401, text="log in first",
+                        headers={"WWW-Authenticate": 'Bearer realm="crm"'})
+
+
 async def _big(request: web.Request) -> web.Response:
     size = int(request.query.get("size", "1000000"))
     return web.Response(body=bytes(range(256)) * (size // 256), content_type="application/x-bin")
@@ -109,6 +115,7 @@ def echo_url() -> Iterator[str]:
     app.router.add_route("*", "/echo/{tail:.*}", _echo)
     app.router.add_get("/big", _big)
     app.router.add_get("/broken-stream", _broken_stream)
+    app.router.add_get("/ws-auth", _ws_auth)
     runner = web.AppRunner(app, access_log=None)
     ready = threading.Event()
     port: list[int] = []

@@ -234,3 +234,22 @@ def test_a_websocket_upgrade_the_host_refuses_keeps_the_host_status(
 
     assert asyncio.run(connect()) == 404
     plane.overlays.delete("nows")
+
+
+def test_a_refused_upgrade_keeps_the_host_headers(plane: ControlPlane, gateway: GatewayHandle,
+                                                  echo_url: str) -> None:
+    o = plane.overlays.create("authws", host=echo_url, routes={"fraud:1": 100})
+    gateway.wait(o)
+
+    async def connect() -> tuple[int, str | None]:
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.ws_connect(f"{gateway.url}/ws-auth",
+                                        headers={"Host": "authws.localhost"}):
+                    return 101, None
+            except aiohttp.WSServerHandshakeError as err:
+                assert err.headers is not None
+                return err.status, err.headers.get("WWW-Authenticate")
+
+    assert asyncio.run(connect()) == (401, 'Bearer realm="crm"')  # as the host said it
+    plane.overlays.delete("authws")
