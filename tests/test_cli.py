@@ -79,13 +79,13 @@ def test_apply_get_history_rollback_delete(run, tmp_path: Path) -> None:  # type
     assert "scoring" in table and "fraud:1=95, fraud:2=5" in table
     as_yaml = yaml.safe_load(run("get", "scoring", "-o", "yaml").output)
     assert as_yaml["spec"]["routes"][0] == {"model": "fraud", "version": "1", "weight": 95}
-    as_json = json.loads(run("get", "scoring", "-o", "json").output)
+    as_json = json.loads(run("get", "scoring", "-o", "json").stdout)
     assert as_json["metadata"]["name"] == "scoring"
-    listing = json.loads(run("get", "-o", "json").output)
+    listing = json.loads(run("get", "-o", "json").stdout)
     assert [i["metadata"]["name"] for i in listing["items"]] == ["scoring"]
     assert yaml.safe_load(run("get", "-o", "yaml").output)["metadata"]["name"] == "scoring"
 
-    rows = json.loads(run("history", "scoring", "-o", "json").output)
+    rows = json.loads(run("history", "scoring", "-o", "json").stdout)
     assert [(r["revision"], r["message"], r["author"]) for r in rows] == [
         (1, "first", "ops"), (2, "apply", "ops")]
     assert "routes fraud:1 90->95" in run("history", "scoring").output
@@ -164,7 +164,7 @@ def test_conflicting_rollback_target_and_missing_ok(run, tmp_path: Path) -> None
 def test_models_list_and_versions(run) -> None:  # type: ignore[no-untyped-def]
     listing = run("models", "list")
     assert listing.exit_code == 0 and "fraud" in listing.output
-    rows = json.loads(run("models", "versions", "fraud", "-o", "json").output)
+    rows = json.loads(run("models", "versions", "fraud", "-o", "json").stdout)
     assert [r["version"] for r in rows][:3] == ["1", "2", "3"]
     assert all(len(r["sha256"]) == 64 for r in rows)
     table = run("models", "versions", "fraud").output
@@ -188,7 +188,7 @@ def test_models_register_from_a_uri_and_verify(run, registry_home: Path) -> None
     result = run("models", "register", "fraud-copy", "--uri", "models:/fraud/1",
                  "--label", "copied", "-o", "json")
     assert result.exit_code == 0, result.stderr
-    made = json.loads(result.output)
+    made = json.loads(result.stdout)
     assert made["sha256"] == source.tags["overlay.sha256"]
     assert made["source"] == "models:/fraud/1"
     again = run("models", "register", "fraud-copy", "--uri", "models:/fraud/1")
@@ -226,7 +226,7 @@ def test_models_register_provider_and_image_from_the_terminal(tmp_path: Path) ->
                                "--param", "model=gpt-4o-mini", "--param", "temperature=0.2",
                                "--api-key-env", "OPENAI_API_KEY", "-o", "json"])
     assert made.exit_code == 0, made.stderr
-    assert json.loads(made.output)["source"] == "openai:gpt-4o-mini"
+    assert json.loads(made.stdout)["source"] == "openai:gpt-4o-mini"
     refused = runner.invoke(cli, [*base, "models", "register", "copilot", "--provider",
                                   "openai", "--param", "model=gpt-4o-mini",
                                   "--api-key-env", secret])
@@ -301,7 +301,7 @@ def test_alias_commands_from_the_terminal_alone(tmp_path: Path) -> None:
     assert run("models", "alias", "set", "churn", "serving", "2", "-m", "better").exit_code == 0
     got = yaml.safe_load(run("get", "follower", "-o", "yaml").output)
     assert got["spec"]["routes"][0]["version"] == "2"  # the overlay followed the alias
-    rows = json.loads(run("models", "alias", "history", "churn", "-o", "json").output)
+    rows = json.loads(run("models", "alias", "history", "churn", "-o", "json").stdout)
     assert [(r["version"], r["author"], r["reason"]) for r in rows] == [
         ("1", "ops", None), ("2", "ops", "better")]
     assert "churn@serving at " in run("models", "serving-at", "churn", rows[0]["time"]).output

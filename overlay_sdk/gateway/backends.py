@@ -21,20 +21,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 import pandas as pd
 from yarl import URL
 
+from overlay_sdk.adapters.chat import (
+    ChatInputError,
+    ChatResult,
+    messages_of,
+    openai_request,
+    openai_result,
+)
 from overlay_sdk.errors import BackendError
-from overlay_sdk.gateway.payload import Column, jsonable
+from overlay_sdk.gateway.payload import Column, PayloadError, frame_of, jsonable, sample_of
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_images import ImageConfig
+from overlay_sdk.registry_providers import ProviderConfig
 
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for abandoned calls
 
-__all__ = ["Backend", "HttpBackend", "PyfuncBackend", "UnsupportedBackend", "backend_for"]
+__all__ = ["Backend", "ChatBackend", "HttpBackend", "Prediction", "PyfuncBackend",
+           "UnsupportedBackend", "backend_for"]
 
 
 class Backend(Protocol):
@@ -47,13 +58,42 @@ class Backend(Protocol):
         """Load and health-check (blocking; runs on the loader thread)."""
         ...
 
-    async def predict(self, frame: pd.DataFrame) -> Any:
-        """The model's output for ``frame``, as JSON-ready values."""
+    def prepare(self, inputs: Any) -> Any:
+        """The model input for an invoke body's ``inputs``; PayloadError naming the field."""
+        ...
+
+    def sample(self, prepared: Any) -> dict[str, Any]:
+        """What telemetry keeps of the input: feature (or field) -> value."""
+        ...
+
+    async def predict(self, prepared: Any) -> Any:
+        """The model's output (JSON-ready values), or a :class:`Prediction` with usage."""
         ...
 
     def close(self) -> None:
         """Release what :meth:`load` took."""
         ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's output with the tokens it used (for models that count them)."""
+
+    output: Any
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+class _Tabular:
+    """Input handling of models that take a table (pyfunc and HTTP scoring models)."""
+
+    columns: list[Column] | None
+
+    def prepare(self, inputs: Any) -> pd.DataFrame:
+        return frame_of(inputs, self.columns)
+
+    def sample(self, prepared: Any) -> dict[str, Any]:
+        return sample_of(prepared)
 
 
 def _columns(model: Any) -> list[Column] | None:
@@ -64,7 +104,7 @@ def _columns(model: Any) -> list[Column] | None:
             for c in schema.inputs]
 
 
-class PyfuncBackend:
+class PyfuncBackend(_Tabular):
     """An MLflow pyfunc model version held in this process."""
 
     def __init__(self, key: str, registry: ModelRegistry,
@@ -105,7 +145,7 @@ class PyfuncBackend:
         self._model = None
 
 
-class HttpBackend:
+class HttpBackend(_Tabular):
     """A model served over HTTP with MLflow's scoring protocol."""
 
     def __init__(self, key: str, endpoint: str, config: ImageConfig,
@@ -153,7 +193,7 @@ class HttpBackend:
         pass
 
 
-class UnsupportedBackend:
+class UnsupportedBackend(_Tabular):
     """A version this gateway cannot serve; loading it fails with the reason."""
 
     def __init__(self, key: str, reason: str) -> None:
@@ -171,6 +211,84 @@ class UnsupportedBackend:
         pass
 
 
+OPENAI_COMPATIBLE = {"openai": "https://api.openai.com/v1", "ollama": "http://127.0.0.1:11434/v1"}
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRIES = 2
+
+
+class ChatBackend:
+    """A chat model behind an OpenAI-compatible API (OpenAI, Ollama, vLLM).
+
+    The API key is read from the environment variable the version names, in this
+    process, when the version loads; it is sent in the ``Authorization`` header and
+    nowhere else (never logged, stored or put in an error). Failed calls the API may
+    answer differently next time (429, 5xx, connection errors) are retried twice with a
+    short backoff, within the caller's timeout (the gateway cancels what runs past it).
+    """
+
+    columns: list[Column] | None = None
+
+    def __init__(self, key: str, config: ProviderConfig, base_url: str,
+                 session: aiohttp.ClientSession) -> None:
+        self.key = key
+        self.base_url = base_url.rstrip("/")
+        self._config = config
+        self._session = session
+        self._headers: dict[str, str] = {}
+
+    def load(self) -> None:
+        env = self._config.api_key_env
+        if env is None:
+            return
+        secret = os.environ.get(env)
+        if not secret:
+            raise BackendError(f"{self.key} needs its API key in the environment variable "
+                               f"{env}, which is not set where the gateway runs; set it and "
+                               "start the gateway again")
+        self._headers = {"Authorization": f"Bearer {secret}"}
+
+    def prepare(self, inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        try:
+            return messages_of(inputs)
+        except ChatInputError as err:
+            raise PayloadError(err.field, err.message) from None
+
+    def sample(self, prepared: Any) -> dict[str, Any]:
+        messages, _ = prepared
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        return {"prompt": last, "messages": len(messages)}
+
+    async def predict(self, prepared: Any) -> Prediction:
+        messages, settings = prepared
+        body = openai_request(self._config.params, messages, settings)
+        url = f"{self.base_url}/chat/completions"
+        for attempt in range(RETRIES + 1):
+            try:
+                async with self._session.post(url, json=body, headers=self._headers,
+                                              timeout=CALL_TIMEOUT) as resp:
+                    if resp.status in RETRY_STATUS and attempt < RETRIES:
+                        await asyncio.sleep(0.05 * 2 ** attempt)
+                        continue
+                    if resp.status >= 400:
+                        text = (await resp.text())[:300]
+                        raise BackendError(f"{self.key} ({self._config.source}) answered "
+                                           f"{resp.status}: {text}")
+                    answer = await resp.json(content_type=None)
+                break
+            except aiohttp.ClientConnectionError:
+                if attempt == RETRIES:
+                    raise
+                await asyncio.sleep(0.05 * 2 ** attempt)
+        try:
+            result: ChatResult = openai_result(answer)
+        except ValueError as err:
+            raise BackendError(f"{self.key} ({self._config.source}): {err}") from None
+        return Prediction(result.output(), result.tokens_in, result.tokens_out)
+
+    def close(self) -> None:
+        self._headers = {}
+
+
 def backend_for(
     key: str, registry: ModelRegistry, *, endpoints: dict[str, str],
     executor: concurrent.futures.Executor, session: aiohttp.ClientSession,
@@ -181,8 +299,15 @@ def backend_for(
     name, version = key.split(":", 1)
     mv = registry.get(name, version)
     if mv.flavor == "provider":
-        return UnsupportedBackend(key, f"{key} is a provider model ({mv.source}); this "
-                                  "gateway does not call provider models yet")
+        provider = registry.config(name, version)
+        assert isinstance(provider, ProviderConfig)
+        base = endpoints.get(key) or provider.params.get("base_url") or OPENAI_COMPATIBLE.get(
+            provider.provider)
+        if base is None:
+            return UnsupportedBackend(key, f"{key} is a {provider.provider} model "
+                                      f"({mv.source}); this gateway calls OpenAI-compatible "
+                                      "chat APIs (openai, ollama, vLLM) so far")
+        return ChatBackend(key, provider, str(base), session)
     if mv.flavor == "image":
         endpoint = endpoints.get(key)
         if endpoint is None:

@@ -22,8 +22,9 @@ import aiohttp
 import pandas as pd
 
 from overlay_sdk.errors import OverlayError
-from overlay_sdk.gateway.backends import Backend, UnsupportedBackend, backend_for
+from overlay_sdk.gateway.backends import Backend, Prediction, UnsupportedBackend, backend_for
 from overlay_sdk.gateway.breaker import Breaker
+from overlay_sdk.gateway.payload import frame_of, sample_of
 from overlay_sdk.gateway.threads import DaemonExecutor
 from overlay_sdk.registry import ModelRegistry
 
@@ -41,6 +42,8 @@ class Outcome:
     latency_ms: float
     output: Any = None
     error: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -98,9 +101,20 @@ class ModelPool:
         """Whether every version in ``keys`` is loaded and healthy."""
         return all((e := self._entries.get(k)) is not None and e.state == "ready" for k in keys)
 
-    def columns(self, key: str) -> Any:
+    def prepare(self, key: str, inputs: Any) -> Any:
+        """The input of version ``key`` for an invoke body's ``inputs`` (a DataFrame checked
+        against its signature, or chat messages); PayloadError naming the field."""
         entry = self._entries.get(key)
-        return entry.backend.columns if entry is not None and entry.backend else None
+        if entry is not None and entry.backend is not None:
+            return entry.backend.prepare(inputs)
+        return frame_of(inputs, None)  # not loaded: the call will say why
+
+    def sample(self, key: str, prepared: Any) -> dict[str, Any]:
+        """What telemetry keeps of a prepared input."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.backend is not None:
+            return entry.backend.sample(prepared)
+        return sample_of(prepared) if isinstance(prepared, pd.DataFrame) else {}
 
     def _set(self, entry: _Entry, state: VersionState, error: str | None = None) -> None:
         entry.state, entry.error = state, error
@@ -204,7 +218,7 @@ class ModelPool:
             gc.collect()
             gc.freeze()
 
-    async def call(self, key: str, frame: pd.DataFrame, timeout: float,
+    async def call(self, key: str, frame: Any, timeout: float,
                    timeout_name: str = "spec.slo.timeoutMs") -> Outcome:
         """Call version ``key`` on ``frame`` within ``timeout`` seconds (the setting named
         ``timeout_name``); never raises."""
@@ -250,6 +264,9 @@ class ModelPool:
             entry.breaker.failure(time.monotonic(), message)
             return done("error", error=message)
         entry.breaker.success()
+        if isinstance(output, Prediction):
+            return Outcome("ok", (time.perf_counter() - start) * 1000, output.output, None,
+                           output.tokens_in, output.tokens_out)
         return done("ok", output=output)
 
     def close(self) -> None:

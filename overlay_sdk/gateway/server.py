@@ -37,7 +37,7 @@ from aiohttp import web
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
 from overlay_sdk.gateway.models import ModelPool, Outcome
-from overlay_sdk.gateway.payload import PayloadError, frame_of, sample_of
+from overlay_sdk.gateway.payload import PayloadError
 from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wants_websocket
 from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
@@ -379,14 +379,14 @@ class Gateway:
         version, mirrored = active.route(request.headers)
         assert self._pool is not None
         try:
-            frame = frame_of(document["inputs"], self._pool.columns(version))
+            frame = self._pool.prepare(version, document["inputs"])
         except PayloadError as err:
             return _problem(422, "invalid_inputs", f"{err}", field=err.field,
                             overlay=name, version=version)
         trace = _trace_id(request)
         outcome = await self._pool.call(version, frame, active.timeout)
         self._telemetry_record(active, version, "primary", outcome, trace,
-                               inputs=sample_of(frame))
+                               inputs=self._pool.sample(version, frame))
         if mirrored and active.plan.shadow is not None:
             # queued after the primary call: the shadow's work starts once the answer is out
             self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace))
@@ -418,14 +418,14 @@ class Gateway:
                 # cannot be redacted, so it is not kept
                 host_output = "[not kept: not JSON, and spec.telemetry.redact is set]"
         try:
-            frame = frame_of(job.inputs, self._pool.columns(job.version))
+            frame = self._pool.prepare(job.version, job.inputs)
         except PayloadError as err:
             outcome = Outcome("rejected", 0.0, error=str(err))
             inputs = job.inputs if isinstance(job.inputs, dict) else None
         else:
             outcome = await self._pool.call(job.version, frame, self.config.shadow_timeout,
                                             "the gateway's shadow_timeout")
-            inputs = sample_of(frame)
+            inputs = self._pool.sample(job.version, frame)
         self._telemetry_record(job.active, job.version, role, outcome, job.trace_id,
                                inputs=inputs, source=job.source, host_status=host_status,
                                host_output=host_output)
@@ -440,6 +440,7 @@ class Gateway:
             role=role,  # type: ignore[arg-type]
             latency_ms=outcome.latency_ms, status=outcome.status, error=outcome.error,
             trace_id=trace, inputs=inputs, output=outcome.output,
+            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
             source=source,  # type: ignore[arg-type]
             host_status=host_status, host_output=host_output)
         self._telemetry.submit(record, sample_rate=active.sample_rate, redact=active.redact)
