@@ -1,4 +1,5 @@
-"""Chat models behind an OpenAI-compatible API (OpenAI, Ollama, vLLM). Pure.
+"""Chat models behind a provider's API: OpenAI-compatible chat completions (OpenAI,
+Ollama, vLLM), Anthropic Messages and Cohere chat (v2). Pure.
 
 The invoke endpoint takes for a chat model, as ``{"inputs": ...}``:
 
@@ -15,12 +16,13 @@ telemetry records.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CALL_SETTINGS", "ROLES", "ChatInputError", "ChatResult", "messages_of",
-           "openai_request", "openai_result"]
+__all__ = ["CALL_SETTINGS", "DIALECTS", "ROLES", "ChatInputError", "ChatResult", "Dialect",
+           "anthropic_request", "anthropic_result", "cohere_request", "cohere_result",
+           "messages_of", "openai_request", "openai_result"]
 
 ROLES = ("system", "user", "assistant")
 CALL_SETTINGS = ("temperature", "max_tokens", "top_p", "stop")
@@ -98,6 +100,13 @@ def openai_request(params: Mapping[str, Any], messages: list[dict[str, str]],
     return body
 
 
+def _count(value: Any) -> int | None:
+    """A token count as an int (Cohere sends 11.0); None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
 def openai_result(body: Any) -> ChatResult:
     """Read a chat completion answer; ValueError naming what is missing."""
     try:
@@ -107,5 +116,104 @@ def openai_result(body: Any) -> ChatResult:
     except (KeyError, IndexError, TypeError, AttributeError) as err:
         raise ValueError(f"not a chat completion answer (missing {err})") from None
     return ChatResult(content=str(content), finish_reason=choice.get("finish_reason"),
-                      tokens_in=usage.get("prompt_tokens"),
-                      tokens_out=usage.get("completion_tokens"))
+                      tokens_in=_count(usage.get("prompt_tokens")),
+                      tokens_out=_count(usage.get("completion_tokens")))
+
+
+ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when neither side gave it
+_ANTHROPIC_SETTINGS = {"temperature": "temperature", "max_tokens": "max_tokens",
+                       "top_p": "top_p", "stop": "stop_sequences"}
+_COHERE_SETTINGS = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "p",
+                    "stop": "stop_sequences"}
+
+
+def _renamed(settings: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    out = {names[k]: v for k, v in settings.items() if k in names}
+    stop = out.get("stop_sequences")
+    if isinstance(stop, str):
+        out["stop_sequences"] = [stop]
+    return out
+
+
+def anthropic_request(params: Mapping[str, Any], messages: list[dict[str, str]],
+                      settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/v1/messages`` body: system messages go to the top-level ``system`` field
+    (Anthropic takes only user and assistant turns), ``max_tokens`` is always set."""
+    body = {k: v for k, v in params.items() if k not in _NOT_SENT}
+    body.update(_renamed(settings, _ANTHROPIC_SETTINGS))
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    if system:
+        body["system"] = system
+    body["messages"] = [m for m in messages if m["role"] != "system"]
+    body.setdefault("max_tokens", ANTHROPIC_MAX_TOKENS)
+    body["stream"] = False
+    return body
+
+
+def anthropic_result(body: Any) -> ChatResult:
+    """Read an Anthropic ``Message``; ValueError naming what is missing."""
+    try:
+        text = "".join(b.get("text", "") for b in body["content"] if b.get("type") == "text")
+        usage = body.get("usage") or {}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"not an Anthropic message answer (missing {err})") from None
+    return ChatResult(content=text, finish_reason=body.get("stop_reason"),
+                      tokens_in=_count(usage.get("input_tokens")),
+                      tokens_out=_count(usage.get("output_tokens")))
+
+
+def cohere_request(params: Mapping[str, Any], messages: list[dict[str, str]],
+                   settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/v2/chat`` body (Cohere's names: ``p``, ``stop_sequences``)."""
+    body = {k: v for k, v in params.items() if k not in _NOT_SENT}
+    body.update(_renamed(settings, _COHERE_SETTINGS))
+    body["messages"] = messages
+    body["stream"] = False
+    return body
+
+
+def cohere_result(body: Any) -> ChatResult:
+    """Read a Cohere v2 chat answer; ValueError naming what is missing."""
+    try:
+        content = body["message"].get("content") or []
+        text = "".join(c.get("text", "") for c in content if c.get("type") == "text")
+        tokens = (body.get("usage") or {}).get("tokens") or {}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"not a Cohere chat answer (missing {err})") from None
+    return ChatResult(content=text, finish_reason=body.get("finish_reason"),
+                      tokens_in=_count(tokens.get("input_tokens")),
+                      tokens_out=_count(tokens.get("output_tokens")))
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one provider's chat API is spoken: where, with which headers, what body."""
+
+    base_url: str
+    path: str
+    request: Callable[[Mapping[str, Any], list[dict[str, str]], Mapping[str, Any]],
+                      dict[str, Any]]
+    result: Callable[[Any], ChatResult]
+    auth: Callable[[str], dict[str, str]]
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _anthropic_auth(key: str) -> dict[str, str]:
+    return {"x-api-key": key, "anthropic-version": "2023-06-01"}
+
+
+DIALECTS = {
+    "openai": Dialect("https://api.openai.com/v1", "/chat/completions", openai_request,
+                      openai_result, _bearer),
+    "ollama": Dialect("http://127.0.0.1:11434/v1", "/chat/completions", openai_request,
+                      openai_result, _bearer),
+    "anthropic": Dialect("https://api.anthropic.com/v1", "/messages", anthropic_request,
+                         anthropic_result, _anthropic_auth),
+    "cohere": Dialect("https://api.cohere.com/v2", "/chat", cohere_request, cohere_result,
+                      _bearer),
+}
+"""Provider -> how its chat API is spoken (``base_url`` is the default; a version's
+``params["base_url"]`` or the gateway's ``endpoints`` override it)."""

@@ -29,13 +29,7 @@ import aiohttp
 import pandas as pd
 from yarl import URL
 
-from overlay_sdk.adapters.chat import (
-    ChatInputError,
-    ChatResult,
-    messages_of,
-    openai_request,
-    openai_result,
-)
+from overlay_sdk.adapters.chat import DIALECTS, ChatInputError, ChatResult, Dialect, messages_of
 from overlay_sdk.errors import BackendError
 from overlay_sdk.gateway.payload import Column, PayloadError, frame_of, jsonable, sample_of
 from overlay_sdk.registry import ModelRegistry
@@ -211,13 +205,14 @@ class UnsupportedBackend(_Tabular):
         pass
 
 
-OPENAI_COMPATIBLE = {"openai": "https://api.openai.com/v1", "ollama": "http://127.0.0.1:11434/v1"}
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 RETRIES = 2
 
 
 class ChatBackend:
-    """A chat model behind an OpenAI-compatible API (OpenAI, Ollama, vLLM).
+    """A chat model behind its provider's API: OpenAI-compatible chat completions (OpenAI,
+    Ollama, vLLM), Anthropic Messages or Cohere chat (:data:`~overlay_sdk.adapters.chat.
+    DIALECTS`).
 
     The API key is read from the environment variable the version names, in this
     process, when the version loads; it is sent in the ``Authorization`` header and
@@ -228,10 +223,11 @@ class ChatBackend:
 
     columns: list[Column] | None = None
 
-    def __init__(self, key: str, config: ProviderConfig, base_url: str,
+    def __init__(self, key: str, config: ProviderConfig, dialect: Dialect, base_url: str,
                  session: aiohttp.ClientSession) -> None:
         self.key = key
         self.base_url = base_url.rstrip("/")
+        self._dialect = dialect
         self._config = config
         self._session = session
         self._headers: dict[str, str] = {}
@@ -245,7 +241,7 @@ class ChatBackend:
             raise BackendError(f"{self.key} needs its API key in the environment variable "
                                f"{env}, which is not set where the gateway runs; set it and "
                                "start the gateway again")
-        self._headers = {"Authorization": f"Bearer {secret}"}
+        self._headers = self._dialect.auth(secret)
 
     def prepare(self, inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
         try:
@@ -260,8 +256,8 @@ class ChatBackend:
 
     async def predict(self, prepared: Any) -> Prediction:
         messages, settings = prepared
-        body = openai_request(self._config.params, messages, settings)
-        url = f"{self.base_url}/chat/completions"
+        body = self._dialect.request(self._config.params, messages, settings)
+        url = f"{self.base_url}{self._dialect.path}"
         for attempt in range(RETRIES + 1):
             try:
                 async with self._session.post(url, json=body, headers=self._headers,
@@ -280,7 +276,7 @@ class ChatBackend:
                     raise
                 await asyncio.sleep(0.05 * 2 ** attempt)
         try:
-            result: ChatResult = openai_result(answer)
+            result: ChatResult = self._dialect.result(answer)
         except ValueError as err:
             raise BackendError(f"{self.key} ({self._config.source}): {err}") from None
         return Prediction(result.output(), result.tokens_in, result.tokens_out)
@@ -301,13 +297,13 @@ def backend_for(
     if mv.flavor == "provider":
         provider = registry.config(name, version)
         assert isinstance(provider, ProviderConfig)
-        base = endpoints.get(key) or provider.params.get("base_url") or OPENAI_COMPATIBLE.get(
-            provider.provider)
-        if base is None:
+        dialect = DIALECTS.get(provider.provider)
+        if dialect is None:
             return UnsupportedBackend(key, f"{key} is a {provider.provider} model "
-                                      f"({mv.source}); this gateway calls OpenAI-compatible "
-                                      "chat APIs (openai, ollama, vLLM) so far")
-        return ChatBackend(key, provider, str(base), session)
+                                      f"({mv.source}); the gateway speaks "
+                                      f"{', '.join(DIALECTS)}")
+        base = endpoints.get(key) or provider.params.get("base_url") or dialect.base_url
+        return ChatBackend(key, provider, dialect, str(base), session)
     if mv.flavor == "image":
         endpoint = endpoints.get(key)
         if endpoint is None:

@@ -1,5 +1,6 @@
-"""Chat models behind an OpenAI-compatible API (issue 5, part): the wire format is checked
-with the official ``openai`` package's own types on a fake upstream on loopback."""
+"""Chat models behind their providers' APIs (issue 5, part): OpenAI-compatible, Anthropic
+and Cohere. The wire format is checked with the official ``openai``, ``anthropic`` and
+``cohere`` packages' own types on fake upstreams on loopback."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import cohere
 import pydantic
 import pytest
 from aiohttp import web
+from anthropic.types import Message as AnthropicMessage
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 
@@ -24,44 +29,76 @@ from overlay_sdk.client import ControlPlane, Overlay
 from overlay_sdk.gateway import GatewayHandle
 from overlay_sdk.telemetry import read_calls
 
-KEY_ENV = "OVERLAY_TEST_OPENAI_KEY"
 KEY = "sk-test-" + "Zq8vN3xW7tY2pL5mK9rB4cF6"  # never to be seen outside the request header
-REQUEST = pydantic.TypeAdapter(CompletionCreateParamsNonStreaming)
+OPENAI_REQUEST = pydantic.TypeAdapter(CompletionCreateParamsNonStreaming)
+ANTHROPIC_REQUEST = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
+COHERE_MESSAGES = pydantic.TypeAdapter(list[cohere.ChatMessageV2])
+PROVIDERS = {  # provider -> (registered params, the fake's base path)
+    "openai": ({"model": "gpt-4o-mini", "temperature": 0.2}, "/v1"),
+    "anthropic": ({"model": "claude-sonnet-4-5", "temperature": 0.2}, "/v1"),
+    "cohere": ({"model": "command-r", "temperature": 0.2}, "/v2"),
+}
 
 
-class FakeOpenAI:
-    """``POST /v1/chat/completions`` as OpenAI answers it; what it is sent is validated
-    against the official request type. The last user message steers it: "fail" -> 500,
-    "deny" -> 401, "slow" -> answers after 2 s."""
+def _answer(provider: str, model: str, text: str) -> dict[str, Any]:
+    """An answer built with the provider's own response type."""
+    if provider == "openai":
+        return ChatCompletion.model_validate({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "usage": {"prompt_tokens": 11, "completion_tokens": 3,
+                                      "total_tokens": 14},
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+        }).model_dump(mode="json", exclude_none=True)
+    if provider == "anthropic":
+        return AnthropicMessage.model_validate({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": 11, "output_tokens": 3},
+        }).model_dump(mode="json", exclude_none=True)
+    return json.loads(cohere.V2ChatResponse.model_validate({
+        "id": "c1", "finish_reason": "COMPLETE",
+        "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+        "usage": {"tokens": {"input_tokens": 11, "output_tokens": 3}},
+    }).json(exclude_none=True))
+
+
+class FakeProviders:
+    """OpenAI ``/v1/chat/completions``, Anthropic ``/v1/messages`` and Cohere ``/v2/chat``
+    as they answer; what they are sent is validated against the official request types.
+    The last message steers them: "fail" -> 500, "deny" -> 401, "slow" -> 2 s."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, Any], str | None]] = []
+        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.loop = asyncio.new_event_loop()
         self.url = ""
 
-    async def _completions(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        REQUEST.validate_python(body)  # raises (-> 500, and the test sees it) if off-spec
-        self.requests.append((body, request.headers.get("Authorization")))
-        last = body["messages"][-1]["content"]
-        if last == "fail":
-            return web.json_response({"error": {"message": "overloaded"}}, status=500)
-        if last == "deny":
-            return web.json_response({"error": {"message": "bad key"}}, status=401)
-        if last == "slow":
-            await asyncio.sleep(2)
-        answer = ChatCompletion.model_validate({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": f"echo: {last}"}}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-        })
-        return web.json_response(answer.model_dump(mode="json", exclude_none=True))
+    def _handler(self, provider: str) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            if provider == "openai":
+                OPENAI_REQUEST.validate_python(body)
+            elif provider == "anthropic":
+                ANTHROPIC_REQUEST.validate_python(body)
+            else:
+                COHERE_MESSAGES.validate_python(body["messages"])
+                assert isinstance(body["model"], str)
+            self.requests.append((provider, body, dict(request.headers)))
+            last = body["messages"][-1]["content"]
+            if last == "fail":
+                return web.json_response({"error": {"message": "overloaded"}}, status=500)
+            if last == "deny":
+                return web.json_response({"error": {"message": "bad key"}}, status=401)
+            if last == "slow":
+                await asyncio.sleep(2)
+            return web.json_response(_answer(provider, body["model"], f"echo: {last}"))
+        return handle
 
     def start(self) -> None:
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._handler("openai"))
+        app.router.add_post("/v1/messages", self._handler("anthropic"))
+        app.router.add_post("/v2/chat", self._handler("cohere"))
         self.runner = web.AppRunner(app, access_log=None)
         ready = threading.Event()
 
@@ -70,7 +107,7 @@ class FakeOpenAI:
             self.loop.run_until_complete(self.runner.setup())
             site = web.TCPSite(self.runner, "127.0.0.1", 0)
             self.loop.run_until_complete(site.start())
-            self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/v1"
+            self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
             ready.set()
             self.loop.run_forever()
 
@@ -86,68 +123,90 @@ class FakeOpenAI:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
+def fake() -> Iterator[FakeProviders]:
+    server = FakeProviders()
     server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def chat(plane: ControlPlane, fake: FakeOpenAI, legacy_url: str
-         ) -> Iterator[tuple[GatewayHandle, Overlay]]:
-    old = os.environ.get(KEY_ENV)
-    os.environ[KEY_ENV] = KEY
-    v = plane.models.register("copilot", provider="openai",
-                              params={"model": "gpt-4o-mini", "temperature": 0.2},
-                              api_key_env=KEY_ENV)
-    o = plane.overlays.create("copilot", host=legacy_url, routes={f"copilot:{v.version}": 100},
+@dataclass
+class Chat:
+    provider: str
+    gw: GatewayHandle
+    overlay: Overlay
+    env: str
+
+
+@pytest.fixture(scope="module", params=list(PROVIDERS))
+def chat(request: pytest.FixtureRequest, plane: ControlPlane, fake: FakeProviders,
+         legacy_url: str) -> Iterator[Chat]:
+    provider: str = request.param
+    params, path = PROVIDERS[provider]
+    env = f"OVERLAY_TEST_{provider.upper()}_KEY"
+    os.environ[env] = KEY
+    v = plane.models.register(f"chat-{provider}", provider=provider, params=params,
+                              api_key_env=env)
+    name = f"chat-{provider}"
+    o = plane.overlays.create(name, host=legacy_url, routes={str(v): 100},
                               slo={"timeoutMs": 500})
     try:
-        with plane.start_gateway(port=0, endpoints={f"copilot:{v.version}": fake.url}) as gw:
+        with plane.start_gateway(port=0, endpoints={str(v): fake.url + path}) as gw:
             gw.wait(o)
-            yield gw, o
+            yield Chat(provider, gw, o, env)
     finally:
-        if old is None:
-            del os.environ[KEY_ENV]
-        else:
-            os.environ[KEY_ENV] = old
+        plane.overlays.delete(name)
+        del os.environ[env]
 
 
-def invoke(gw: GatewayHandle, inputs: Any) -> tuple[int, dict[str, str], Any]:
+def invoke(chat: Chat, inputs: Any) -> tuple[int, dict[str, str], Any]:
     async def go() -> tuple[int, dict[str, str], Any]:
         async with aiohttp.ClientSession() as s, s.post(
-                f"{gw.url}/_overlay/copilot/invoke", json={"inputs": inputs}) as r:
+                f"{chat.gw.url}/_overlay/{chat.overlay.name}/invoke",
+                json={"inputs": inputs}) as r:
             return r.status, dict(r.headers), await r.json()
     return asyncio.run(go())
 
 
-def test_a_routed_chat_call(chat: tuple[GatewayHandle, Overlay], fake: FakeOpenAI,
-                            plane: ControlPlane) -> None:
-    gw, o = chat
-    status, headers, body = invoke(gw, "Summarise account 42")
+FINISH = {"openai": "stop", "anthropic": "end_turn", "cohere": "COMPLETE"}
+
+
+def test_a_routed_chat_call(chat: Chat, fake: FakeProviders, plane: ControlPlane) -> None:
+    status, headers, body = invoke(chat, "Summarise account 42")
     assert status == 200, body
-    assert body["outputs"] == {"content": "echo: Summarise account 42", "finish_reason": "stop"}
-    assert headers["x-overlay-model-version"] == f"copilot:{o.spec.routes[0].version}"
-    sent, auth = fake.requests[-1]
-    assert sent["model"] == "gpt-4o-mini" and sent["temperature"] == 0.2
+    assert body["outputs"] == {"content": "echo: Summarise account 42",
+                               "finish_reason": FINISH[chat.provider]}
+    route = chat.overlay.spec.routes[0]
+    assert headers["x-overlay-model-version"] == f"{route.model}:{route.version}"
+    provider, sent, sent_headers = fake.requests[-1]
+    assert provider == chat.provider
+    assert sent["model"] == PROVIDERS[chat.provider][0]["model"] and sent["temperature"] == 0.2
     assert sent["messages"] == [{"role": "user", "content": "Summarise account 42"}]
-    assert auth == f"Bearer {KEY}"
-    gw.flush()
-    record = read_calls(plane.telemetry_url, overlay="copilot").iloc[-1]
+    if chat.provider == "anthropic":
+        assert sent_headers["x-api-key"] == KEY and sent_headers["anthropic-version"]
+        assert sent["max_tokens"] == 1024  # required by Anthropic: always sent
+    else:
+        assert sent_headers["Authorization"] == f"Bearer {KEY}"
+    chat.gw.flush()
+    record = read_calls(plane.telemetry_url, overlay=chat.overlay.name).iloc[-1]
     assert (record["tokens_in"], record["tokens_out"]) == (11, 3)
     assert record["input.prompt"] == "Summarise account 42"
 
 
-def test_messages_and_call_settings(chat: tuple[GatewayHandle, Overlay],
-                                    fake: FakeOpenAI) -> None:
-    gw, _ = chat
+def test_messages_and_call_settings(chat: Chat, fake: FakeProviders) -> None:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    status, _, body = invoke(gw, {"messages": messages, "temperature": 0.9, "max_tokens": 20})
+    status, _, body = invoke(chat, {"messages": messages, "temperature": 0.9, "max_tokens": 20,
+                                    "stop": "END"})
     assert status == 200 and body["outputs"]["content"] == "echo: Hi"
-    sent, _ = fake.requests[-1]
-    assert sent["messages"] == messages
+    _, sent, _ = fake.requests[-1]
     assert (sent["temperature"], sent["max_tokens"]) == (0.9, 20)
+    if chat.provider == "anthropic":  # system text travels apart, stops are a list
+        assert sent["system"] == "Be brief." and sent["messages"] == messages[1:]
+        assert sent["stop_sequences"] == ["END"]
+    elif chat.provider == "cohere":
+        assert sent["messages"] == messages and sent["stop_sequences"] == ["END"]
+    else:
+        assert sent["messages"] == messages and sent["stop"] == "END"
 
 
 @pytest.mark.parametrize(("inputs", "field"), [
@@ -155,49 +214,43 @@ def test_messages_and_call_settings(chat: tuple[GatewayHandle, Overlay],
     ({"messages": [{"role": "user", "content": 3}]}, "inputs.messages[0].content"),
     ({"messages": [{"role": "user", "content": "x"}], "api_key": "y"}, "inputs.api_key"),
 ])
-def test_bad_chat_inputs_are_422_naming_the_field(chat: tuple[GatewayHandle, Overlay],
-                                                  inputs: Any, field: str) -> None:
-    status, _, body = invoke(chat[0], inputs)
+def test_bad_chat_inputs_are_422_naming_the_field(chat: Chat, inputs: Any, field: str) -> None:
+    status, _, body = invoke(chat, inputs)
     assert status == 422 and body["error"]["field"] == field
 
 
-def test_errors_are_retried_when_they_may_pass_and_fail_open(
-        chat: tuple[GatewayHandle, Overlay], fake: FakeOpenAI) -> None:
-    gw, _ = chat
+def test_errors_are_retried_when_they_may_pass_and_fail_open(chat: Chat,
+                                                             fake: FakeProviders) -> None:
     before = len(fake.requests)
-    status, _, body = invoke(gw, "fail")
+    status, _, body = invoke(chat, "fail")
     assert status == 502 and body["degraded"] is True and "500" in body["error"]["message"]
     assert len(fake.requests) - before == 3  # the first try and two retries
     before = len(fake.requests)
-    status, _, body = invoke(gw, "deny")
+    status, _, body = invoke(chat, "deny")
     assert status == 502 and "401" in body["error"]["message"]
     assert len(fake.requests) - before == 1  # a refused key is not retried
 
 
-def test_a_slow_provider_times_out(chat: tuple[GatewayHandle, Overlay]) -> None:
+def test_a_slow_provider_times_out(chat: Chat) -> None:
     start = time.perf_counter()
-    status, _, body = invoke(chat[0], "slow")
+    status, _, body = invoke(chat, "slow")
     assert status == 504 and "500 ms" in body["error"]["message"]
     assert time.perf_counter() - start < 1.5
 
 
-def test_the_api_key_is_never_stored_or_logged(chat: tuple[GatewayHandle, Overlay],
-                                               plane: ControlPlane,
+def test_the_api_key_is_never_stored_or_logged(chat: Chat, plane: ControlPlane,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    gw, _ = chat
     with caplog.at_level(logging.DEBUG):
-        invoke(gw, "fail")
-        invoke(gw, "hello")
-    gw.flush()
+        invoke(chat, "fail")
+        invoke(chat, "hello")
+    chat.gw.flush()
     assert KEY not in caplog.text
     registry_root = Path(plane.models.tracking_uri.removeprefix("sqlite:///")).parent
     for folder in {plane.home, registry_root}:
         for path in folder.rglob("*"):
             if path.is_file():
                 assert KEY.encode() not in path.read_bytes(), path
-    assert KEY not in json.dumps(gw.status())
-
-
+    assert KEY not in json.dumps(chat.gw.status())
 def test_a_missing_key_is_named_in_the_status(plane: ControlPlane, legacy_url: str) -> None:
     v = plane.models.register("copilot", provider="openai", params={"model": "gpt-4o"},
                               api_key_env="OVERLAY_TEST_UNSET_KEY")
