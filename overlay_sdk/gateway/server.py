@@ -38,6 +38,8 @@ from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
 from overlay_sdk.gateway.models import ModelPool, Outcome
 from overlay_sdk.gateway.payload import PayloadError
+from overlay_sdk.gateway.prom import CONTENT_TYPE as PROM_CONTENT_TYPE
+from overlay_sdk.gateway.prom import GatewayMetrics, State
 from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wants_websocket
 from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
@@ -133,6 +135,7 @@ class Gateway:
         self.home = Path(home)
         self.config = config or GatewayConfig()
         self.reload: Reloader | None = None
+        self.metrics = GatewayMetrics(self._prom_state)
         self.book = StatusBook(self.home)
         self.gateway_id = 0
         self.url = ""
@@ -275,7 +278,9 @@ class Gateway:
         target = self.directory.host_for(request.host)
         if isinstance(target, str):
             return web.Response(status=421, text=f"overlay gateway: {target}\n")
-        return await self._passthrough(request, target)
+        response = await self._passthrough(request, target)
+        self.metrics.host_request(target.base_url, response.status)
+        return response
 
     async def _passthrough(self, request: web.BaseRequest, target: HostTarget
                            ) -> web.StreamResponse:
@@ -347,6 +352,9 @@ class Gateway:
         parts = path[len(ADMIN):].split("/")
         if parts == ["status"] and request.method == "GET":
             return _json_response(200, self.snapshot())
+        if parts == ["metrics"] and request.method == "GET":
+            return web.Response(body=self.metrics.render(),
+                                headers={"Content-Type": PROM_CONTENT_TYPE})
         if len(parts) == 2 and parts[1] == "invoke":
             if request.method != "POST":
                 response = _problem(405, "method_not_allowed", "invoke takes POST with JSON "
@@ -355,7 +363,8 @@ class Gateway:
                 return response
             return await self._invoke(request, parts[0])
         return _problem(404, "not_found", f"no gateway endpoint {path}; the gateway answers "
-                        "/_overlay/{overlay}/invoke (POST), /_overlay/status and /healthz")
+                        "/_overlay/{overlay}/invoke (POST), /_overlay/status, "
+                        "/_overlay/metrics and /healthz")
 
     async def _invoke(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
         active = self.directory.overlays.get(name)
@@ -444,6 +453,8 @@ class Gateway:
             source=source,  # type: ignore[arg-type]
             host_status=host_status, host_output=host_output)
         self._telemetry.submit(record, sample_rate=active.sample_rate, redact=active.redact)
+        self.metrics.model_call(active.name, version, role, outcome.status,
+                                outcome.latency_ms / 1000)
 
     async def _purge(self, active: Active) -> None:
         """Apply the overlay's retention (``spec.telemetry.retentionDays``, default 30)."""
@@ -460,6 +471,16 @@ class Gateway:
             await asyncio.sleep(PURGE_EVERY_S)
             for active in list(self.directory.overlays.values()):
                 await self._purge(active)
+
+    def _prom_state(self) -> State:
+        directory = self.directory
+        return State(
+            weights={n: a.plan.weights() for n, a in directory.overlays.items()},
+            shadows={n: (a.plan.shadow, a.plan.shadow_percent)
+                     for n, a in directory.overlays.items() if a.plan.shadow is not None},
+            revisions={n: a.revision for n, a in directory.overlays.items()},
+            shadow_dropped=dict(self._shadow.dropped) if self._shadow is not None else {},
+            telemetry_dropped=self._telemetry.dropped if self._telemetry is not None else 0)
 
     # -- status ------------------------------------------------------------------------------
 
