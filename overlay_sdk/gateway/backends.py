@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,7 +35,8 @@ from overlay_sdk.errors import BackendError
 from overlay_sdk.gateway.payload import Column, PayloadError, frame_of, jsonable, sample_of
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_images import ImageConfig
-from overlay_sdk.registry_providers import ProviderConfig
+from overlay_sdk.registry_providers import ProviderConfig, looks_like_secret
+from overlay_sdk.registry_redact import MASK
 
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for abandoned calls
 
@@ -205,6 +207,7 @@ class UnsupportedBackend(_Tabular):
         pass
 
 
+_TOKEN = re.compile(r"[^\s\"',;]{8,}")
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 RETRIES = 2
 
@@ -266,7 +269,7 @@ class ChatBackend:
                         await asyncio.sleep(0.05 * 2 ** attempt)
                         continue
                     if resp.status >= 400:
-                        text = (await resp.text())[:300]
+                        text = self._scrub((await resp.text())[:300])
                         raise BackendError(f"{self.key} ({self._config.source}) answered "
                                            f"{resp.status}: {text}")
                     answer = await resp.json(content_type=None)
@@ -280,6 +283,17 @@ class ChatBackend:
         except ValueError as err:
             raise BackendError(f"{self.key} ({self._config.source}): {err}") from None
         return Prediction(result.output(), result.tokens_in, result.tokens_out)
+
+    def _scrub(self, text: str) -> str:
+        """A provider's error text without the key, whole or partly masked by the provider
+        ("Incorrect API key provided: sk-...wxyz"), nor anything else that looks secret: it
+        goes to the caller and to telemetry."""
+        for value in self._headers.values():
+            secret = value.removeprefix("Bearer ")
+            if len(secret) >= 8:
+                text = text.replace(secret, MASK)
+        return _TOKEN.sub(lambda m: MASK if looks_like_secret(m.group(0).strip("\"'.,:;"))
+                          else m.group(0), text)
 
     def close(self) -> None:
         self._headers = {}

@@ -87,8 +87,10 @@ class FakeProviders:
             last = body["messages"][-1]["content"]
             if last == "fail":
                 return web.json_response({"error": {"message": "overloaded"}}, status=500)
-            if last == "deny":
-                return web.json_response({"error": {"message": "bad key"}}, status=401)
+            if last == "deny":  # as OpenAI does: the key, partly masked, in the message
+                shown = f"{KEY[:8]}{'*' * 16}{KEY[-4:]}"
+                return web.json_response(
+                    {"error": {"message": f"Incorrect API key provided: {shown}."}}, status=401)
             if last == "slow":
                 await asyncio.sleep(2)
             return web.json_response(_answer(provider, body["model"], f"echo: {last}"))
@@ -228,6 +230,7 @@ def test_errors_are_retried_when_they_may_pass_and_fail_open(chat: Chat,
     before = len(fake.requests)
     status, _, body = invoke(chat, "deny")
     assert status == 502 and "401" in body["error"]["message"]
+    assert KEY[-4:] not in body["error"]["message"]  # not even the part the provider shows
     assert len(fake.requests) - before == 1  # a refused key is not retried
 
 
@@ -242,6 +245,7 @@ def test_the_api_key_is_never_stored_or_logged(chat: Chat, plane: ControlPlane,
                                                caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         invoke(chat, "fail")
+        invoke(chat, "deny")
         invoke(chat, "hello")
     chat.gw.flush()
     assert KEY not in caplog.text
@@ -250,6 +254,9 @@ def test_the_api_key_is_never_stored_or_logged(chat: Chat, plane: ControlPlane,
         for path in folder.rglob("*"):
             if path.is_file():
                 assert KEY.encode() not in path.read_bytes(), path
+    errors = read_calls(plane.telemetry_url, overlay=chat.overlay.name)["error"].dropna()
+    assert errors.str.contains("401").any()
+    assert not errors.str.contains(KEY[-4:], regex=False).any()  # nor the part shown
     assert KEY not in json.dumps(chat.gw.status())
 def test_a_missing_key_is_named_in_the_status(plane: ControlPlane, legacy_url: str) -> None:
     v = plane.models.register("copilot", provider="openai", params={"model": "gpt-4o"},
