@@ -41,7 +41,7 @@ __all__ = [
 REDACTED = "***"
 _log = logging.getLogger("overlay_sdk.telemetry")
 Role = Literal["primary", "shadow"]
-Status = Literal["ok", "error", "timeout", "rejected"]
+Status = Literal["ok", "error", "timeout", "rejected", "invalid"]
 Source = Literal["invoke", "host"]
 
 _METADATA = sa.MetaData()

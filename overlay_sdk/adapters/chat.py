@@ -65,6 +65,24 @@ def _message(value: Any, index: int) -> dict[str, str]:
     return {"role": str(role), "content": content}
 
 
+def _setting(name: str, value: Any) -> Any:
+    """A per-call setting, checked before any provider sees it."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {
+        "temperature": number and 0 <= value <= 2,
+        "top_p": number and 0 <= value <= 1,
+        "max_tokens": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        "stop": isinstance(value, str) or (isinstance(value, list) and 0 < len(value) <= 4
+                                           and all(isinstance(v, str) for v in value)),
+    }[name]
+    if not ok:
+        want = {"temperature": "a number from 0 to 2", "top_p": "a number from 0 to 1",
+                "max_tokens": "a whole number >= 1",
+                "stop": "a string or a list of up to 4 strings"}[name]
+        raise ChatInputError(f"inputs.{name}", f"give {want}, got {value!r:.40}")
+    return value
+
+
 def messages_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """(messages, per-call settings) of an invoke body's ``inputs`` for a chat model."""
     settings: dict[str, Any] = {}
@@ -79,7 +97,7 @@ def messages_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
             raise ChatInputError(f"inputs.{unknown[0]}", "not a chat setting; give messages and "
                                f"optionally {', '.join(CALL_SETTINGS)}")
         raw = inputs.get("messages")
-        settings = {k: inputs[k] for k in CALL_SETTINGS if k in inputs}
+        settings = {k: _setting(k, inputs[k]) for k in CALL_SETTINGS if k in inputs}
     if not isinstance(raw, list) or not raw:
         raise ChatInputError("inputs", 'give a message text, a list of messages, or {"messages": '
                            '[{"role": "user", "content": "..."}]}')

@@ -40,7 +40,7 @@ from overlay_sdk.registry_redact import MASK
 
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for abandoned calls
 
-__all__ = ["Backend", "ChatBackend", "HttpBackend", "Prediction", "PyfuncBackend",
+__all__ = ["Backend", "CallerError", "ChatBackend", "HttpBackend", "Prediction", "PyfuncBackend",
            "UnsupportedBackend", "backend_for"]
 
 
@@ -69,6 +69,11 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what :meth:`load` took."""
         ...
+
+
+class CallerError(BackendError):
+    """The model's API refused the call for what the caller sent (HTTP 400/413/422): the
+    caller gets 422 and the version's circuit breaker is not charged."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class PyfuncBackend(_Tabular):
 class HttpBackend(_Tabular):
     """A model served over HTTP with MLflow's scoring protocol."""
 
+    cancellable = True
     def __init__(self, key: str, endpoint: str, config: ImageConfig,
                  session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
@@ -208,7 +214,8 @@ class UnsupportedBackend(_Tabular):
 
 
 _TOKEN = re.compile(r"[^\s\"',;]{8,}")
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx (529: Anthropic overloaded)
+CALLER_STATUS = frozenset({400, 413, 422})
 RETRIES = 2
 
 
@@ -225,6 +232,7 @@ class ChatBackend:
     """
 
     columns: list[Column] | None = None
+    cancellable = True  # network I/O on the loop: a timeout cancels it, retries included
 
     def __init__(self, key: str, config: ProviderConfig, dialect: Dialect, base_url: str,
                  session: aiohttp.ClientSession) -> None:
@@ -265,13 +273,15 @@ class ChatBackend:
             try:
                 async with self._session.post(url, json=body, headers=self._headers,
                                               timeout=CALL_TIMEOUT) as resp:
-                    if resp.status in RETRY_STATUS and attempt < RETRIES:
+                    retry = resp.status in RETRY_STATUS or resp.status >= 500
+                    if retry and attempt < RETRIES:
                         await asyncio.sleep(0.05 * 2 ** attempt)
                         continue
                     if resp.status >= 400:
-                        text = self._scrub((await resp.text())[:300])
-                        raise BackendError(f"{self.key} ({self._config.source}) answered "
-                                           f"{resp.status}: {text}")
+                        text = self._scrub(await resp.text())[:300]
+                        error = CallerError if resp.status in CALLER_STATUS else BackendError
+                        raise error(f"{self.key} ({self._config.source}) answered "
+                                    f"{resp.status}: {text}")
                     answer = await resp.json(content_type=None)
                 break
             except aiohttp.ClientConnectionError:
@@ -290,7 +300,7 @@ class ChatBackend:
         goes to the caller and to telemetry."""
         for value in self._headers.values():
             secret = value.removeprefix("Bearer ")
-            if len(secret) >= 8:
+            if len(secret) >= 4:  # (shorter is no secret worth the name, and would mask words)
                 text = text.replace(secret, MASK)
         return _TOKEN.sub(lambda m: MASK if looks_like_secret(m.group(0).strip("\"'.,:;"))
                           else m.group(0), text)

@@ -22,9 +22,15 @@ import aiohttp
 import pandas as pd
 
 from overlay_sdk.errors import OverlayError
-from overlay_sdk.gateway.backends import Backend, Prediction, UnsupportedBackend, backend_for
+from overlay_sdk.gateway.backends import (
+    Backend,
+    CallerError,
+    Prediction,
+    UnsupportedBackend,
+    backend_for,
+)
 from overlay_sdk.gateway.breaker import Breaker
-from overlay_sdk.gateway.payload import frame_of, sample_of
+from overlay_sdk.gateway.payload import sample_of
 from overlay_sdk.gateway.threads import DaemonExecutor
 from overlay_sdk.registry import ModelRegistry
 
@@ -38,7 +44,7 @@ class Outcome:
     """What one model call gave: ``status`` ok, error, timeout or rejected (breaker open or
     too many calls in flight), the output when ok, and the latency in milliseconds."""
 
-    status: Literal["ok", "error", "timeout", "rejected"]
+    status: Literal["ok", "error", "timeout", "rejected", "invalid"]
     latency_ms: float
     output: Any = None
     error: str | None = None
@@ -107,7 +113,7 @@ class ModelPool:
         entry = self._entries.get(key)
         if entry is not None and entry.backend is not None:
             return entry.backend.prepare(inputs)
-        return frame_of(inputs, None)  # not loaded: the call will say why
+        return inputs  # not loaded (or failed to): the call says why
 
     def sample(self, key: str, prepared: Any) -> dict[str, Any]:
         """What telemetry keeps of a prepared input."""
@@ -251,14 +257,19 @@ class ModelPool:
             self._running.discard(task)
 
         task.add_done_callback(finished)
+        # a call over the network is cancelled at the timeout (no retries, no bill, after
+        # the caller got its answer); a call on a thread cannot be, so it is left to finish
+        waited = task if getattr(entry.backend, "cancellable", False) else asyncio.shield(task)
         try:
-            output = await asyncio.wait_for(asyncio.shield(task), timeout)
+            output = await asyncio.wait_for(waited, timeout)
         except TimeoutError:
             message = (f"{key} did not answer within {timeout * 1000:.0f} ms "
                        f"({timeout_name}); raise the timeout or make the model faster")
             entry.breaker.failure(time.monotonic(), message)
             task.add_done_callback(_consume)
             return done("timeout", error=message)
+        except CallerError as err:  # the request was at fault, not the model: no breaker
+            return done("invalid", error=f"{key} refused the call: {err}"[:1000])
         except Exception as err:
             message = f"{key} failed: {type(err).__name__}: {err}"[:1000]
             entry.breaker.failure(time.monotonic(), message)

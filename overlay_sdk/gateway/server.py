@@ -99,7 +99,7 @@ def _problem(status: int, code: str, message: str, **extra: Any) -> web.Response
     return _json_response(status, {"error": {"code": code, "message": message, **extra}})
 
 
-_DEGRADED = {"timeout": 504, "error": 502, "rejected": 503}
+_DEGRADED = {"timeout": 504, "error": 502, "rejected": 503, "invalid": 422}
 
 
 def _trace_id(request: web.BaseRequest) -> str:
@@ -406,7 +406,8 @@ class Gateway:
                                         "revision": active.revision}, headers)
         return _json_response(_DEGRADED[outcome.status], {
             "error": {"code": f"model_{outcome.status}", "message": outcome.error},
-            "degraded": True, "version": version, "revision": active.revision}, headers)
+            "degraded": outcome.status != "invalid", "version": version,
+            "revision": active.revision}, headers)
 
     # -- shadow ------------------------------------------------------------------------------
 

@@ -91,6 +91,13 @@ class FakeProviders:
                 shown = f"{KEY[:8]}{'*' * 16}{KEY[-4:]}"
                 return web.json_response(
                     {"error": {"message": f"Incorrect API key provided: {shown}."}}, status=401)
+            if last == "too long":  # what a provider says of a prompt past its context
+                return web.json_response({"error": {"message": "context length"}}, status=400)
+            if last == "overloaded":
+                return web.json_response({"error": {"message": "overloaded"}}, status=529)
+            if last == "late fail":
+                await asyncio.sleep(0.4)
+                return web.json_response({"error": {"message": "late"}}, status=500)
             if last == "slow":
                 await asyncio.sleep(2)
             return web.json_response(_answer(provider, body["model"], f"echo: {last}"))
@@ -215,6 +222,9 @@ def test_messages_and_call_settings(chat: Chat, fake: FakeProviders) -> None:
     ("", "inputs"), ([{"role": "robot", "content": "x"}], "inputs.messages[0].role"),
     ({"messages": [{"role": "user", "content": 3}]}, "inputs.messages[0].content"),
     ({"messages": [{"role": "user", "content": "x"}], "api_key": "y"}, "inputs.api_key"),
+    ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+     "inputs.temperature"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": -5}, "inputs.max_tokens"),
 ])
 def test_bad_chat_inputs_are_422_naming_the_field(chat: Chat, inputs: Any, field: str) -> None:
     status, _, body = invoke(chat, inputs)
@@ -232,6 +242,26 @@ def test_errors_are_retried_when_they_may_pass_and_fail_open(chat: Chat,
     assert status == 502 and "401" in body["error"]["message"]
     assert KEY[-4:] not in body["error"]["message"]  # not even the part the provider shows
     assert len(fake.requests) - before == 1  # a refused key is not retried
+
+
+def test_a_request_the_provider_refuses_is_the_callers_not_the_models(
+        chat: Chat, fake: FakeProviders) -> None:
+    for _ in range(6):  # past the breaker's threshold
+        status, _, body = invoke(chat, "too long")
+        assert status == 422 and body["degraded"] is False and "400" in body["error"]["message"]
+    status, _, _ = invoke(chat, "hello")
+    assert status == 200  # the breaker was not charged for the callers' mistakes
+    before = len(fake.requests)
+    assert invoke(chat, "overloaded")[0] == 502
+    assert len(fake.requests) - before == 3  # 529 (Anthropic: overloaded) is retried
+
+
+def test_a_timeout_stops_the_call_and_its_retries(chat: Chat, fake: FakeProviders) -> None:
+    before = len(fake.requests)
+    status, _, _ = invoke(chat, "late fail")  # each attempt fails after 0.4 s
+    time.sleep(1.2)  # long enough for a third attempt, were the retries still running
+    attempts = len(fake.requests) - before
+    assert status == 504 and attempts <= 2  # cancelled at 500 ms: no retry outlives it
 
 
 def test_a_slow_provider_times_out(chat: Chat) -> None:
