@@ -216,7 +216,21 @@ class UnsupportedBackend(_Tabular):
 _TOKEN = re.compile(r"[^\s\"',;]{8,}")
 RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx (529: Anthropic overloaded)
 CALLER_STATUS = frozenset({400, 413, 422})
+RETRY_AFTER_MAX_S = 5.0
 RETRIES = 2
+
+
+def _backoff(headers: Any, attempt: int) -> float:
+    """Seconds to wait before a retry: the provider's ``retry-after-ms`` / ``retry-after``
+    (seconds) when it gives one, up to 5 s (the caller's timeout cuts it shorter), else
+    0.1 s, then 0.2 s (a model call's timeout is usually under a second)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        try:
+            return float(min(RETRY_AFTER_MAX_S, max(0.0, float(value) * scale)))
+        except (TypeError, ValueError):
+            continue
+    return 0.1 * 2.0**attempt
 
 
 class ChatBackend:
@@ -256,9 +270,14 @@ class ChatBackend:
 
     def prepare(self, inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
         try:
-            return messages_of(inputs)
+            messages, settings = messages_of(inputs)
         except ChatInputError as err:
             raise PayloadError(err.field, err.message) from None
+        if self._config.provider == "anthropic" and all(m["role"] == "system"
+                                                        for m in messages):
+            raise PayloadError("inputs.messages", "Anthropic needs a user message beside the "
+                               "system ones")
+        return messages, settings
 
     def sample(self, prepared: Any) -> dict[str, Any]:
         messages, _ = prepared
@@ -275,7 +294,7 @@ class ChatBackend:
                                               timeout=CALL_TIMEOUT) as resp:
                     retry = resp.status in RETRY_STATUS or resp.status >= 500
                     if retry and attempt < RETRIES:
-                        await asyncio.sleep(0.05 * 2 ** attempt)
+                        await asyncio.sleep(_backoff(resp.headers, attempt))
                         continue
                     if resp.status >= 400:
                         text = self._scrub(await resp.text())[:300]
@@ -287,7 +306,7 @@ class ChatBackend:
             except aiohttp.ClientConnectionError:
                 if attempt == RETRIES:
                     raise
-                await asyncio.sleep(0.05 * 2 ** attempt)
+                await asyncio.sleep(_backoff({}, attempt))
         try:
             result: ChatResult = self._dialect.result(answer)
         except ValueError as err:

@@ -70,6 +70,7 @@ class FakeProviders:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.busy = 0
         self.loop = asyncio.new_event_loop()
         self.url = ""
 
@@ -95,6 +96,11 @@ class FakeProviders:
                 return web.json_response({"error": {"message": "context length"}}, status=400)
             if last == "overloaded":
                 return web.json_response({"error": {"message": "overloaded"}}, status=529)
+            if last == "busy":  # 429 with a retry-after the gateway must honour
+                self.busy += 1
+                if self.busy % 2:
+                    return web.json_response({"error": {"message": "rate limited"}},
+                                             status=429, headers={"retry-after-ms": "150"})
             if last == "late fail":
                 await asyncio.sleep(0.4)
                 return web.json_response({"error": {"message": "late"}}, status=500)
@@ -254,6 +260,22 @@ def test_a_request_the_provider_refuses_is_the_callers_not_the_models(
     before = len(fake.requests)
     assert invoke(chat, "overloaded")[0] == 502
     assert len(fake.requests) - before == 3  # 529 (Anthropic: overloaded) is retried
+
+
+def test_a_rate_limit_is_retried_after_the_time_the_provider_asks(chat: Chat,
+                                                                    fake: FakeProviders) -> None:
+    start = time.perf_counter()
+    status, _, body = invoke(chat, "busy")
+    assert status == 200 and body["outputs"]["content"] == "echo: busy"
+    assert time.perf_counter() - start >= 0.15  # waited as retry-after-ms said
+
+
+def test_anthropic_needs_more_than_system_messages(chat: Chat) -> None:
+    status, _, body = invoke(chat, [{"role": "system", "content": "Be brief."}])
+    if chat.provider == "anthropic":
+        assert status == 422 and body["error"]["field"] == "inputs.messages"
+    else:
+        assert status == 200
 
 
 def test_a_timeout_stops_the_call_and_its_retries(chat: Chat, fake: FakeProviders) -> None:
