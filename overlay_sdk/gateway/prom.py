@@ -1,7 +1,9 @@
 """Prometheus metrics of a gateway: ``GET /_overlay/metrics`` in the text exposition format.
 
 Model calls update a counter and a histogram as they happen
-(``overlay_model_calls_total``, ``overlay_model_call_duration_seconds``). Host requests,
+(``overlay_model_calls_total``, ``overlay_model_call_duration_seconds``). Invoke answers
+(``overlay_invoke_requests_total{overlay,code}``, refusals before a model call included)
+and host requests,
 the hot path, only bump a plain integer per host and status class, read at scrape time
 as ``overlay_host_requests_total`` (measured: prometheus_client's labelled counter and
 histogram cost ~10 % of the gateway's pass-through throughput). The state of the gateway
@@ -42,9 +44,11 @@ class State:
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: Callable[[], State], hosts: dict[tuple[str, int], int]) -> None:
+    def __init__(self, state: Callable[[], State], hosts: dict[tuple[str, int], int],
+                 invokes: dict[tuple[str, int], int]) -> None:
         self._state = state
         self._hosts = hosts
+        self._invokes = invokes
 
     def collect(self) -> Iterable[Metric]:
         state = self._state()
@@ -53,6 +57,11 @@ class _StateCollector(Collector):
                                     labels=["host", "code"])
         for (host, klass), count in list(self._hosts.items()):
             hosts.add_metric([host, f"{klass}xx"], count)
+        invokes = CounterMetricFamily("overlay_invoke_requests",
+                                      "Answers of the invoke endpoint, by HTTP status",
+                                      labels=["overlay", "code"])
+        for (overlay, code), count in list(self._invokes.items()):
+            invokes.add_metric([overlay, str(code)], count)
         weight = GaugeMetricFamily("overlay_traffic_weight_percent",
                                    "Share of an overlay's traffic routed to a version (%)",
                                    labels=["overlay", "version"])
@@ -77,7 +86,7 @@ class _StateCollector(Collector):
         lost = CounterMetricFamily("overlay_telemetry_dropped",
                                    "Call records lost (queue full or store refused)")
         lost.add_metric([], state.telemetry_dropped)
-        return iter([hosts, weight, shadow, revision, dropped, lost])
+        return iter([hosts, invokes, weight, shadow, revision, dropped, lost])
 
 
 class GatewayMetrics:
@@ -91,12 +100,18 @@ class GatewayMetrics:
                                       "Model call latency", ["overlay", "version", "role"],
                                       buckets=_BUCKETS, registry=self.registry)
         self.host_counts: dict[tuple[str, int], int] = {}  # (host, status // 100) -> count
-        self.registry.register(_StateCollector(state, self.host_counts))
+        self.invoke_counts: dict[tuple[str, int], int] = {}  # (overlay, status) -> count
+        self.registry.register(_StateCollector(state, self.host_counts, self.invoke_counts))
 
     def model_call(self, overlay: str, version: str, role: str, status: str,
                    seconds: float) -> None:
         self.calls.labels(overlay, version, role, status).inc()
         self.call_seconds.labels(overlay, version, role).observe(seconds)
+
+    def invoke_request(self, overlay: str, status: int) -> None:
+        """An answer of the invoke endpoint, refusals before any model call included."""
+        key = (overlay, status)
+        self.invoke_counts[key] = self.invoke_counts.get(key, 0) + 1
 
     def host_request(self, host: str, status: int) -> None:
         key = (host, status // 100)

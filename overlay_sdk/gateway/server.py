@@ -361,7 +361,11 @@ class Gateway:
                                     '{"inputs": ...}')
                 response.headers["Allow"] = "POST"
                 return response
-            return await self._invoke(request, parts[0])
+            answer = await self._invoke(request, parts[0])
+            # names the gateway does not serve share one label: callers cannot grow the series
+            known = parts[0] if parts[0] in self.directory.overlays else "(unknown)"
+            self.metrics.invoke_request(known, answer.status)
+            return answer
         return _problem(404, "not_found", f"no gateway endpoint {path}; the gateway answers "
                         "/_overlay/{overlay}/invoke (POST), /_overlay/status, "
                         "/_overlay/metrics and /healthz")

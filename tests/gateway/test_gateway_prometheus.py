@@ -40,6 +40,9 @@ def test_metrics_parse_and_count_what_was_sent(plane: ControlPlane, legacy_url: 
                     async with s.post(f"{gw.url}/_overlay/broken-prom/invoke",
                                       data=invoke_body(), headers=auth) as r:
                         assert r.status == 502
+                async with s.post(f"{gw.url}/_overlay/counted-prom/invoke", data=b"{oops",
+                                  headers=auth) as r:
+                    assert r.status == 400
                 for path in ("/api/customers", "/api/customers", "/no/such/page"):
                     async with s.get(gw.url + path,
                                      headers={"Host": "counted-prom.localhost"}) as r:
@@ -66,6 +69,9 @@ def test_metrics_parse_and_count_what_was_sent(plane: ControlPlane, legacy_url: 
                  role="primary", status="error") == 2
     assert value("overlay_model_call_duration_seconds_count", overlay="counted-prom",
                  version="fraud:1", role="primary") == 7
+    assert value("overlay_invoke_requests_total", overlay="counted-prom", code="200") == 7
+    assert value("overlay_invoke_requests_total", overlay="counted-prom", code="400") == 1
+    assert value("overlay_invoke_requests_total", overlay="broken-prom", code="502") == 2
     assert value("overlay_host_requests_total", host=legacy_url, code="2xx") == 2
     assert value("overlay_host_requests_total", host=legacy_url, code="4xx") == 1
     assert value("overlay_traffic_weight_percent", overlay="counted-prom", version="fraud:1") == 100
