@@ -26,6 +26,7 @@ __all__ = [
     "FieldError",
     "NotFoundError",
     "OverlayError",
+    "PayloadError",
     "ValidationError",
 ]
 
@@ -77,6 +78,16 @@ class ValidationError(OverlayError, ValueError):
         if len(lines) == 1:
             return head + lines[0]
         return head + f"{len(lines)} problems\n" + "\n".join(f"  - {line}" for line in lines)
+
+
+class PayloadError(ValidationError):
+    """A model call's inputs are not what the model takes (the gateway answers 422);
+    ``field`` names the part at fault (``inputs.amount``), ``message`` says what to send."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__([FieldError(field, message)])
+        self.field = field
+        self.message = message
 
 
 class NotFoundError(OverlayError, LookupError):

@@ -20,7 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CALL_SETTINGS", "DIALECTS", "ROLES", "ChatInputError", "ChatResult", "Dialect",
+from overlay_sdk.errors import PayloadError
+
+__all__ = ["CALL_SETTINGS", "DIALECTS", "ROLES", "ChatResult", "Dialect",
            "anthropic_request", "anthropic_result", "cohere_request", "cohere_result",
            "messages_of", "openai_request", "openai_result"]
 
@@ -28,15 +30,6 @@ ROLES = ("system", "user", "assistant")
 CALL_SETTINGS = ("temperature", "max_tokens", "top_p", "stop")
 _NOT_SENT = frozenset({"base_url"})  # registry params that configure the gateway, not the API
 MAX_MESSAGES = 256
-
-
-class ChatInputError(ValueError):
-    """The call's inputs are not a chat; ``field`` names what is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -56,12 +49,12 @@ class ChatResult:
 def _message(value: Any, index: int) -> dict[str, str]:
     field = f"inputs.messages[{index}]"
     if not isinstance(value, Mapping):
-        raise ChatInputError(field, 'give {"role": "user", "content": "..."}')
+        raise PayloadError(field, 'give {"role": "user", "content": "..."}')
     role, content = value.get("role"), value.get("content")
     if role not in ROLES:
-        raise ChatInputError(f"{field}.role", f"give one of {', '.join(ROLES)}, got {role!r:.40}")
+        raise PayloadError(f"{field}.role", f"give one of {', '.join(ROLES)}, got {role!r:.40}")
     if not isinstance(content, str):
-        raise ChatInputError(f"{field}.content", f"give the message text, got {content!r:.40}")
+        raise PayloadError(f"{field}.content", f"give the message text, got {content!r:.40}")
     return {"role": str(role), "content": content}
 
 
@@ -79,7 +72,7 @@ def _setting(name: str, value: Any) -> Any:
         want = {"temperature": "a number from 0 to 2", "top_p": "a number from 0 to 1",
                 "max_tokens": "a whole number >= 1",
                 "stop": "a string or a list of up to 4 strings"}[name]
-        raise ChatInputError(f"inputs.{name}", f"give {want}, got {value!r:.40}")
+        raise PayloadError(f"inputs.{name}", f"give {want}, got {value!r:.40}")
     return value
 
 
@@ -88,21 +81,21 @@ def messages_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
     settings: dict[str, Any] = {}
     if isinstance(inputs, str):
         if not inputs.strip():
-            raise ChatInputError("inputs", "is empty; give the user's message")
+            raise PayloadError("inputs", "is empty; give the user's message")
         return [{"role": "user", "content": inputs}], settings
     raw: Any = inputs
     if isinstance(inputs, Mapping):
         unknown = sorted(set(inputs) - {"messages", *CALL_SETTINGS})
         if unknown:
-            raise ChatInputError(f"inputs.{unknown[0]}", "not a chat setting; give messages and "
+            raise PayloadError(f"inputs.{unknown[0]}", "not a chat setting; give messages and "
                                f"optionally {', '.join(CALL_SETTINGS)}")
         raw = inputs.get("messages")
         settings = {k: _setting(k, inputs[k]) for k in CALL_SETTINGS if k in inputs}
     if not isinstance(raw, list) or not raw:
-        raise ChatInputError("inputs", 'give a message text, a list of messages, or {"messages": '
+        raise PayloadError("inputs", 'give a message text, a list of messages, or {"messages": '
                            '[{"role": "user", "content": "..."}]}')
     if len(raw) > MAX_MESSAGES:
-        raise ChatInputError("inputs.messages", f"has {len(raw)} messages; send at most "
+        raise PayloadError("inputs.messages", f"has {len(raw)} messages; send at most "
                            f"{MAX_MESSAGES}")
     return [_message(m, i) for i, m in enumerate(raw)], settings
 

@@ -30,9 +30,9 @@ import aiohttp
 import pandas as pd
 from yarl import URL
 
-from overlay_sdk.adapters.chat import DIALECTS, ChatInputError, ChatResult, Dialect, messages_of
-from overlay_sdk.errors import BackendError
-from overlay_sdk.gateway.payload import Column, PayloadError, frame_of, jsonable, sample_of
+from overlay_sdk.adapters.chat import DIALECTS, ChatResult, Dialect, messages_of
+from overlay_sdk.errors import BackendError, PayloadError
+from overlay_sdk.gateway.payload import Column, frame_of, jsonable, sample_of
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_images import ImageConfig
 from overlay_sdk.registry_providers import ProviderConfig, looks_like_secret
@@ -269,10 +269,7 @@ class ChatBackend:
         self._headers = self._dialect.auth(secret)
 
     def prepare(self, inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
-        try:
-            messages, settings = messages_of(inputs)
-        except ChatInputError as err:
-            raise PayloadError(err.field, err.message) from None
+        messages, settings = messages_of(inputs)
         if self._config.provider == "anthropic" and all(m["role"] == "system"
                                                         for m in messages):
             raise PayloadError("inputs.messages", "Anthropic needs a user message beside the "

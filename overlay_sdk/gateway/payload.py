@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from overlay_sdk.errors import PayloadError
+
 __all__ = ["Column", "PayloadError", "describe", "frame_of", "jsonable", "sample_of"]
 
 _NUMERIC = {"integer", "long", "float", "double"}
@@ -25,15 +27,6 @@ _INTEGER = {"integer", "long"}
 _DTYPES = {"integer": "int32", "long": "int64", "float": "float32", "double": "float64",
            "boolean": "bool"}
 MAX_ROWS = 10_000
-
-
-class PayloadError(ValueError):
-    """The request body is not a valid model input; ``field`` names what is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
