@@ -33,6 +33,7 @@ from yarl import URL
 from overlay_sdk.adapters.chat import DIALECTS, ChatResult, Dialect, messages_of
 from overlay_sdk.errors import BackendError, PayloadError
 from overlay_sdk.gateway.payload import Column, frame_of, jsonable, sample_of
+from overlay_sdk.gateway.tracing import trace_headers
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_images import ImageConfig
 from overlay_sdk.registry_providers import ProviderConfig, looks_like_secret
@@ -41,7 +42,7 @@ from overlay_sdk.registry_redact import MASK
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for abandoned calls
 
 __all__ = ["Backend", "CallerError", "ChatBackend", "HttpBackend", "Prediction", "PyfuncBackend",
-           "UnsupportedBackend", "backend_for"]
+           "UnsupportedBackend", "backend_for", "describe"]
 
 
 class Backend(Protocol):
@@ -69,6 +70,12 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what :meth:`load` took."""
         ...
+
+
+def describe(backend: Any) -> tuple[str, bool, dict[str, Any]]:
+    """How a backend's calls appear in traces: (operation, over the network?, attributes)."""
+    return (getattr(backend, "operation", "predict"), getattr(backend, "remote", False),
+            dict(getattr(backend, "trace_attributes", {})))
 
 
 class CallerError(BackendError):
@@ -150,11 +157,15 @@ class HttpBackend(_Tabular):
     """A model served over HTTP with MLflow's scoring protocol."""
 
     cancellable = True
+    remote = True
+
     def __init__(self, key: str, endpoint: str, config: ImageConfig,
                  session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
         self.columns: list[Column] | None = None
         self.endpoint = endpoint.rstrip("/")
+        url = URL(self.endpoint)
+        self.trace_attributes = {"server.address": url.host or "", "server.port": url.port or 0}
         self._config = config
         self._session = session
         self._loop = loop
@@ -184,6 +195,7 @@ class HttpBackend(_Tabular):
         body = {"dataframe_split": {"columns": [str(c) for c in frame.columns],
                                     "data": jsonable(frame.to_numpy().tolist())}}
         async with self._session.post(self.endpoint + "/invocations", json=body,
+                                      headers=trace_headers({}),
                                       timeout=CALL_TIMEOUT) as resp:
             if resp.status >= 400:
                 text = (await resp.text())[:300]
@@ -247,6 +259,8 @@ class ChatBackend:
 
     columns: list[Column] | None = None
     cancellable = True  # network I/O on the loop: a timeout cancels it, retries included
+    remote = True
+    operation = "chat"
 
     def __init__(self, key: str, config: ProviderConfig, dialect: Dialect, base_url: str,
                  session: aiohttp.ClientSession) -> None:
@@ -256,6 +270,10 @@ class ChatBackend:
         self._config = config
         self._session = session
         self._headers: dict[str, str] = {}
+        self.trace_attributes = {"gen_ai.operation.name": "chat",
+                                 "gen_ai.system": config.provider,
+                                 "gen_ai.request.model": str(config.params.get("model", "")),
+                                 "server.address": URL(self.base_url).host or ""}
 
     def load(self) -> None:
         env = self._config.api_key_env
@@ -287,7 +305,8 @@ class ChatBackend:
         url = f"{self.base_url}{self._dialect.path}"
         for attempt in range(RETRIES + 1):
             try:
-                async with self._session.post(url, json=body, headers=self._headers,
+                async with self._session.post(url, json=body,
+                                              headers=trace_headers(self._headers),
                                               timeout=CALL_TIMEOUT) as resp:
                     retry = resp.status in RETRY_STATUS or resp.status >= 500
                     if retry and attempt < RETRIES:

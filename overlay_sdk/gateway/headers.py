@@ -47,6 +47,7 @@ def _nominated(headers: Headers) -> set[str]:
 def forward_request_headers(
     headers: Headers, *, client_ip: str | None, scheme: str, host: str | None,
     extra: Iterable[tuple[str, str]] = (), keep_length: bool = False,
+    replace: frozenset[str] = frozenset(),
 ) -> Pairs:
     """What to send upstream for a client request with ``headers``, as (name, value) pairs
     (what aiohttp takes without another copy).
@@ -56,11 +57,14 @@ def forward_request_headers(
     client did not set them, ``Via`` is appended (list fields split over several lines are
     joined, RFC 9110 section 5.3), and ``extra`` (the gateway's own ``x-overlay-*`` fields)
     is added last. ``keep_length`` keeps ``Content-Length`` (for a body passed through as
-    a stream of known length).
+    a stream of known length). ``replace`` (lower-case names) drops the client's fields
+    that ``extra`` brings anew (the gateway's own ``traceparent`` when it traces).
     """
     drop = _REQUEST_DROP | _nominated(headers) if "Connection" in headers else _REQUEST_DROP
     if keep_length:
         drop = drop - {"content-length"}
+    if replace:
+        drop = drop | replace
     out: Pairs = []
     forwarded_for: list[str] = []
     via: list[str] = []

@@ -28,6 +28,7 @@ from overlay_sdk.gateway.backends import (
     Prediction,
     UnsupportedBackend,
     backend_for,
+    describe,
 )
 from overlay_sdk.gateway.breaker import Breaker
 from overlay_sdk.gateway.payload import sample_of
@@ -114,6 +115,11 @@ class ModelPool:
         if entry is not None and entry.backend is not None:
             return entry.backend.prepare(inputs)
         return inputs  # not loaded (or failed to): the call says why
+
+    def describe(self, key: str) -> tuple[str, bool, dict[str, Any]]:
+        """How calls to version ``key`` appear in traces (see :func:`.backends.describe`)."""
+        entry = self._entries.get(key)
+        return describe(entry.backend if entry is not None else None)
 
     def sample(self, key: str, prepared: Any) -> dict[str, Any]:
         """What telemetry keeps of a prepared input."""

@@ -59,21 +59,22 @@ def _client_ip(request: web.BaseRequest) -> str | None:
 
 
 def _outbound_headers(request: web.BaseRequest, extra: Iterable[tuple[str, str]],
-                      keep_length: bool) -> Pairs:
+                      keep_length: bool, replace: frozenset[str]) -> Pairs:
     return forward_request_headers(
         request.headers, client_ip=_client_ip(request), scheme=request.scheme,
-        host=request.host, extra=extra, keep_length=keep_length)
+        host=request.host, extra=extra, keep_length=keep_length, replace=replace)
 
 
 async def proxy_http(
     request: web.BaseRequest, session: aiohttp.ClientSession, base_url: str, *,
     extra: Iterable[tuple[str, str]] = (), body: bytes | None = None,
-    capture: Captured | None = None,
+    capture: Captured | None = None, replace: frozenset[str] = frozenset(),
 ) -> web.StreamResponse:
     """Forward ``request`` to ``base_url`` + its path and query; relay the answer.
 
     ``body`` is the request body when the caller already read it; ``capture`` keeps a
-    copy of the answer's first bytes. Raises aiohttp.ClientError when the host cannot be
+    copy of the answer's first bytes; ``replace`` names the client's header fields that
+    ``extra`` replaces. Raises aiohttp.ClientError when the host cannot be
     reached (the caller answers 502).
     """
     url = URL(base_url + request.raw_path, encoded=True)
@@ -88,7 +89,7 @@ async def proxy_http(
         data = await request.read()
     else:
         data, keep_length = request.content, length is not None
-    headers = _outbound_headers(request, extra, keep_length)
+    headers = _outbound_headers(request, extra, keep_length, replace)
     async with session.request(request.method, url, headers=headers, data=data,
                                allow_redirects=False) as upstream:
         size = upstream.content_length
@@ -149,7 +150,7 @@ async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
 
 async def proxy_websocket(
     request: web.BaseRequest, session: aiohttp.ClientSession, base_url: str, *,
-    extra: Iterable[tuple[str, str]] = (),
+    extra: Iterable[tuple[str, str]] = (), replace: frozenset[str] = frozenset(),
 ) -> web.StreamResponse:
     """Relay a WebSocket session between the client and the host, message by message, with
     the subprotocol the host chose and close codes passed on."""
@@ -157,7 +158,7 @@ async def proxy_websocket(
     url = url.with_scheme("wss" if url.scheme == "https" else "ws")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
                if p.strip()]
-    headers = [(name, value) for name, value in _outbound_headers(request, extra, False)
+    headers = [(name, value) for name, value in _outbound_headers(request, extra, False, replace)
                if name.lower() not in _WS_HEADERS]
     try:
         upstream = await session.ws_connect(url, protocols=offered, headers=headers,

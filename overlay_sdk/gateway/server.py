@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from opentelemetry import trace as otel_trace
 
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
@@ -43,6 +44,7 @@ from overlay_sdk.gateway.prom import GatewayMetrics, State
 from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wants_websocket
 from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
+from overlay_sdk.gateway.tracing import TRACE_HEADERS, Tracing, tracing_from
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.store import Store
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
@@ -56,6 +58,7 @@ CAPTURE_LIMIT = 64 * 1024
 PURGE_EVERY_S = 3600.0
 MAX_PER_HOST = 512  # outbound connections to one host (or one HTTP model)
 SHUTDOWN_S = 2.0  # open streams get this long to finish when the gateway stops
+INVOKE_ROUTE = "/_overlay/{overlay}/invoke"
 
 
 @dataclass
@@ -71,6 +74,9 @@ class GatewayConfig:
     ``freeze_gc``: move what is loaded into the garbage collector's permanent generation
     after each model load (``gc.freeze``), so full collections stay short; process-wide, so
     only a gateway that owns its process (``overlay gateway``) does it.
+    ``tracer_provider``: an OpenTelemetry ``TracerProvider`` for the gateway's spans (None:
+    configured by the ``OTEL_*`` variables, else the process's own; see
+    :mod:`.tracing`).
     """
 
     host: str = "127.0.0.1"
@@ -87,6 +93,7 @@ class GatewayConfig:
     breaker_cooldown: float = 5.0
     load_timeout: float = 300.0
     freeze_gc: bool = False
+    tracer_provider: Any = None
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
@@ -118,6 +125,7 @@ class _ShadowJob:
     trace_id: str
     source: str = "invoke"
     capture: Captured | None = None
+    context: Any = None  # the request's trace context, when traced
 
 
 class Gateway:
@@ -148,6 +156,7 @@ class Gateway:
         self._telemetry: TelemetryWriter | None = None
         self._shadow: Lanes[_ShadowJob] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._tracing: Tracing | None = None
         self._books = concurrent.futures.ThreadPoolExecutor(1, "overlay-status")
 
     # -- life cycle ------------------------------------------------------------------------
@@ -169,6 +178,7 @@ class Gateway:
     async def start(self) -> None:
         """Bind the port, load the overlays of the store and follow it."""
         self._loop = asyncio.get_running_loop()
+        self._tracing = tracing_from(self.config.tracer_provider)  # bad OTEL_* fail here
         # one pooled session for hosts and one for HTTP models; connections are bounded per
         # host, so a host that hangs holds only its own connections
         self._session, self._model_session = _session(), _session()
@@ -228,6 +238,8 @@ class Gateway:
                 await session.close()
         if self._telemetry is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._telemetry.close)
+        if self._tracing is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._tracing.shutdown)
         if self.gateway_id:
             await self._in_books(self.book.stopped, self.gateway_id)
         self._books.shutdown(wait=True)
@@ -272,6 +284,20 @@ class Gateway:
     # -- requests ----------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        tracing = self._tracing
+        if tracing is None:
+            return await self._route(request)
+        path = request.path
+        invoke = path.startswith(ADMIN) and path.endswith("/invoke")
+        if not invoke and (path.startswith(ADMIN) or path == "/healthz"):
+            return await self._route(request)  # the gateway's own endpoints: no spans
+        with tracing.request(request.headers, request.method, path, request.host,
+                             INVOKE_ROUTE if invoke else None) as span:
+            response = await self._route(request)
+            tracing.status(span, response.status, server=True)
+            return response
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path.startswith(ADMIN) or path == "/healthz":
             return await self._admin(request, path)
@@ -294,41 +320,67 @@ class Gateway:
             if target.forking and active.forks(request.method, request.path):
                 forks.append((active, version, mirrored))
         try:
-            if wants_websocket(request):
-                return await proxy_websocket(request, session, target.base_url, extra=extra)
-            if not forks:
-                return await proxy_http(request, session, target.base_url, extra=extra)
-            return await self._forked(request, session, target, extra, forks)
+            tracing = self._tracing
+            if tracing is None:
+                return await self._relay(request, session, target, extra, forks, None)
+            parent = tracing.current()  # the request's: shadow calls are its children
+            with tracing.host_call(request.method, target.base_url + request.raw_path) as (
+                    span, carrier):
+                try:
+                    response = await self._relay(request, session, target, extra + carrier,
+                                                 forks, parent)
+                except aiohttp.ClientError as err:
+                    tracing.failed(span, type(err).__name__, str(err))
+                    raise
+                tracing.status(span, response.status, server=False)
+                return response
         except aiohttp.ClientError as err:
             return web.Response(status=502, text=(
                 f"overlay gateway: the host application at {target.base_url} did not answer "
                 f"({type(err).__name__}: {err}); check that it is running\n"))
 
+    async def _relay(self, request: web.BaseRequest, session: aiohttp.ClientSession,
+                     target: HostTarget, extra: list[tuple[str, str]],
+                     forks: list[tuple[Active, str, bool]], parent: Any
+                     ) -> web.StreamResponse:
+        # the gateway's trace headers (when traced) replace the caller's
+        replace = TRACE_HEADERS if parent is not None else frozenset()
+        if wants_websocket(request):
+            return await proxy_websocket(request, session, target.base_url, extra=extra,
+                                         replace=replace)
+        if not forks:
+            return await proxy_http(request, session, target.base_url, extra=extra,
+                                    replace=replace)
+        return await self._forked(request, session, target, extra, forks, parent, replace)
+
     async def _forked(self, request: web.BaseRequest, session: aiohttp.ClientSession,
                       target: HostTarget, extra: list[tuple[str, str]],
-                      forks: list[tuple[Active, str, bool]]) -> web.StreamResponse:
+                      forks: list[tuple[Active, str, bool]], parent: Any,
+                      replace: frozenset[str]) -> web.StreamResponse:
         length = request.content_length
         if request.body_exists and (length is None or length > FORK_BODY_LIMIT):
             # a streamed or large body goes to the host as it comes; it is not forked
             self.unforked += 1
-            return await proxy_http(request, session, target.base_url, extra=extra)
+            return await proxy_http(request, session, target.base_url, extra=extra,
+                                    replace=replace)
         body = await request.read() if request.body_exists else b""
         capture = Captured(CAPTURE_LIMIT)
         try:
             response = await proxy_http(request, session, target.base_url, extra=extra,
-                                        body=body, capture=capture)
+                                        body=body, capture=capture, replace=replace)
         finally:
             inputs = _json_or_none(body)
-            trace = _trace_id(request)
+            trace = self._trace_id(request)
             if inputs is None:
                 self.unforked += 1
             for active, version, mirrored in forks:
                 if inputs is None:
                     continue
-                self._offer(_ShadowJob(active, version, inputs, trace, "host", capture))
+                self._offer(_ShadowJob(active, version, inputs, trace, "host", capture,
+                                       parent))
                 if mirrored and active.plan.shadow is not None:
                     self._offer(_ShadowJob(active, active.plan.shadow, inputs, trace, "host",
-                                           capture))
+                                           capture, parent))
         return response
 
     def _authorized(self, request: web.BaseRequest) -> bool:
@@ -396,13 +448,14 @@ class Gateway:
         except PayloadError as err:
             return _problem(422, "invalid_inputs", f"{err}", field=err.field,
                             overlay=name, version=version)
-        trace = _trace_id(request)
-        outcome = await self._pool.call(version, frame, active.timeout)
+        trace = self._trace_id(request)
+        outcome = await self._model_call(active, version, frame, "primary", active.timeout)
         self._telemetry_record(active, version, "primary", outcome, trace,
                                inputs=self._pool.sample(version, frame))
         if mirrored and active.plan.shadow is not None:
             # queued after the primary call: the shadow's work starts once the answer is out
-            self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace))
+            self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace,
+                                   context=self._tracing.current() if self._tracing else None))
         headers = {"x-overlay-model-version": version,
                    "x-overlay-revision": str(active.revision)}
         if outcome.ok:
@@ -437,12 +490,43 @@ class Gateway:
             outcome = Outcome("rejected", 0.0, error=str(err))
             inputs = job.inputs if isinstance(job.inputs, dict) else None
         else:
-            outcome = await self._pool.call(job.version, frame, self.config.shadow_timeout,
-                                            "the gateway's shadow_timeout")
+            outcome = await self._model_call(job.active, job.version, frame, role,
+                                             self.config.shadow_timeout,
+                                             "the gateway's shadow_timeout", job.context)
             inputs = self._pool.sample(job.version, frame)
         self._telemetry_record(job.active, job.version, role, outcome, job.trace_id,
                                inputs=inputs, source=job.source, host_status=host_status,
                                host_output=host_output)
+
+    async def _model_call(self, active: Active, version: str, prepared: Any, role: str,
+                          timeout: float, timeout_name: str = "spec.slo.timeoutMs",
+                          parent: Any = None) -> Outcome:
+        """:meth:`ModelPool.call`, in a span of its own when traced."""
+        pool, tracing = self._pool, self._tracing
+        assert pool is not None
+        if tracing is None:
+            return await pool.call(version, prepared, timeout, timeout_name)
+        operation, remote, attributes = pool.describe(version)
+        with tracing.model_call(version, role, active.name, operation, remote, attributes,
+                                parent) as span:
+            outcome = await pool.call(version, prepared, timeout, timeout_name)
+            span.set_attribute("overlay.outcome", outcome.status)
+            if outcome.tokens_in is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", outcome.tokens_in)
+            if outcome.tokens_out is not None:
+                span.set_attribute("gen_ai.usage.output_tokens", outcome.tokens_out)
+            if not outcome.ok:
+                tracing.failed(span, outcome.status, outcome.error)
+        return outcome
+
+    def _trace_id(self, request: web.BaseRequest) -> str:
+        """The trace a request belongs to: its span's when traced, else the caller's
+        ``traceparent``'s, else a new one (telemetry records it)."""
+        if self._tracing is not None:
+            span = otel_trace.get_current_span()
+            if span.get_span_context().is_valid:
+                return Tracing.trace_id(span)
+        return _trace_id(request)
 
     def _telemetry_record(self, active: Active, version: str, role: str, outcome: Outcome,
                           trace: str, *, inputs: Any, source: str = "invoke",
