@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ import pandas as pd
 from yarl import URL
 
 from overlay_sdk.adapters.chat import DIALECTS, ChatResult, Dialect, messages_of
+from overlay_sdk.adapters.chat_stream import STREAMERS, Piece, SSEDecoder, Streamer, stream_body
 from overlay_sdk.errors import BackendError, PayloadError
 from overlay_sdk.gateway.payload import Column, frame_of, jsonable, sample_of
 from overlay_sdk.gateway.tracing import trace_headers
@@ -261,12 +263,14 @@ class ChatBackend:
     cancellable = True  # network I/O on the loop: a timeout cancels it, retries included
     remote = True
     operation = "chat"
+    streams = True
 
-    def __init__(self, key: str, config: ProviderConfig, dialect: Dialect, base_url: str,
-                 session: aiohttp.ClientSession) -> None:
+    def __init__(self, key: str, config: ProviderConfig, dialect: Dialect, streamer: Streamer,
+                 base_url: str, session: aiohttp.ClientSession) -> None:
         self.key = key
         self.base_url = base_url.rstrip("/")
         self._dialect = dialect
+        self._streamer = streamer
         self._config = config
         self._session = session
         self._headers: dict[str, str] = {}
@@ -299,35 +303,88 @@ class ChatBackend:
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         return {"prompt": last, "messages": len(messages)}
 
-    async def predict(self, prepared: Any) -> Prediction:
-        messages, settings = prepared
-        body = self._dialect.request(self._config.params, messages, settings)
+    async def _open(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST ``body``; the answer once it is not an error worth retrying (retried twice
+        as the class docstring says); raises for an error answer, with its text scrubbed."""
         url = f"{self.base_url}{self._dialect.path}"
         for attempt in range(RETRIES + 1):
             try:
-                async with self._session.post(url, json=body,
-                                              headers=trace_headers(self._headers),
-                                              timeout=CALL_TIMEOUT) as resp:
-                    retry = resp.status in RETRY_STATUS or resp.status >= 500
-                    if retry and attempt < RETRIES:
-                        await asyncio.sleep(_backoff(resp.headers, attempt))
-                        continue
-                    if resp.status >= 400:
-                        text = self._scrub(await resp.text())[:300]
-                        error = CallerError if resp.status in CALLER_STATUS else BackendError
-                        raise error(f"{self.key} ({self._config.source}) answered "
-                                    f"{resp.status}: {text}")
-                    answer = await resp.json(content_type=None)
-                break
+                resp = await self._session.post(url, json=body,
+                                                headers=trace_headers(self._headers),
+                                                timeout=CALL_TIMEOUT)
             except aiohttp.ClientConnectionError:
                 if attempt == RETRIES:
                     raise
                 await asyncio.sleep(_backoff({}, attempt))
+                continue
+            retry = resp.status in RETRY_STATUS or resp.status >= 500
+            if retry and attempt < RETRIES:
+                resp.release()
+                await asyncio.sleep(_backoff(resp.headers, attempt))
+                continue
+            if resp.status >= 400:
+                try:
+                    text = self._scrub(await resp.text())[:300]
+                finally:
+                    resp.release()
+                error = CallerError if resp.status in CALLER_STATUS else BackendError
+                raise error(f"{self.key} ({self._config.source}) answered "
+                            f"{resp.status}: {text}")
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, answer: Any) -> ChatResult:
         try:
-            result: ChatResult = self._dialect.result(answer)
+            return self._dialect.result(answer)
         except ValueError as err:
             raise BackendError(f"{self.key} ({self._config.source}): {err}") from None
+
+    async def predict(self, prepared: Any) -> Prediction:
+        messages, settings = prepared
+        body = self._dialect.request(self._config.params, messages, settings)
+        resp = await self._open(body)
+        try:
+            answer = await resp.json(content_type=None)
+        finally:
+            resp.release()
+        result = self._read(answer)
         return Prediction(result.output(), result.tokens_in, result.tokens_out)
+
+    async def stream(self, prepared: Any) -> AsyncIterator[Piece]:
+        """The answer as the provider streams it, piece by piece. An answer that is not an
+        event stream (a provider that ignores ``stream``) comes as one piece."""
+        messages, settings = prepared
+        body = stream_body(self._dialect.request(self._config.params, messages, settings),
+                           self._streamer)
+        resp = await self._open(body)
+        finished = False  # read to its end: the connection goes back to the pool
+        try:
+            if "text/event-stream" not in resp.headers.get("Content-Type", ""):
+                result = self._read(await resp.json(content_type=None))
+                finished = True
+                yield Piece(result.content, result.finish_reason, result.tokens_in,
+                            result.tokens_out, done=True)
+                return
+            decoder = SSEDecoder()
+            async for chunk in resp.content.iter_any():
+                for event, data in decoder.feed(chunk):
+                    try:
+                        piece = self._streamer.piece(event, data)
+                    except ValueError as err:
+                        raise BackendError(f"{self.key} ({self._config.source}): "
+                                           f"{err}") from None
+                    if piece is None:
+                        continue
+                    if piece.error is not None:
+                        raise BackendError(f"{self.key} ({self._config.source}) broke off its "
+                                           f"answer: {self._scrub(piece.error)[:300]}")
+                    yield piece
+            finished = True
+        finally:
+            if finished:
+                resp.release()
+            else:  # broken off (error, timeout, the caller left): drop the connection
+                resp.close()
 
     def _scrub(self, text: str) -> str:
         """A provider's error text without the key, whole or partly masked by the provider
@@ -362,7 +419,8 @@ def backend_for(
                                       f"({mv.source}); the gateway speaks "
                                       f"{', '.join(DIALECTS)}")
         base = endpoints.get(key) or provider.params.get("base_url") or dialect.base_url
-        return ChatBackend(key, provider, dialect, str(base), session)
+        return ChatBackend(key, provider, dialect, STREAMERS[provider.provider], str(base),
+                           session)
     if mv.flavor == "image":
         endpoint = endpoints.get(key)
         if endpoint is None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 import pandas as pd
 
+from overlay_sdk.adapters.chat_stream import Piece, Transcript
 from overlay_sdk.errors import OverlayError
 from overlay_sdk.gateway.backends import (
     Backend,
@@ -35,7 +36,7 @@ from overlay_sdk.gateway.payload import sample_of
 from overlay_sdk.gateway.threads import DaemonExecutor
 from overlay_sdk.registry import ModelRegistry
 
-__all__ = ["ModelPool", "Outcome", "VersionState"]
+__all__ = ["ModelPool", "Outcome", "StreamCall", "VersionState"]
 
 VersionState = Literal["warming", "ready", "failed"]
 
@@ -230,6 +231,41 @@ class ModelPool:
             gc.collect()
             gc.freeze()
 
+    def _admit(self, key: str) -> _Entry | str:
+        """The entry of version ``key`` when it may take a call now, else why not."""
+        entry = self._entries.get(key)
+        if entry is None or entry.state != "ready" or entry.backend is None:
+            state = entry.state if entry is not None else "not loaded"
+            detail = f": {entry.error}" if entry is not None and entry.error else ""
+            return f"{key} is {state}{detail}"
+        now = time.monotonic()
+        if entry.in_flight >= self.max_in_flight:
+            return (f"{key} has {entry.in_flight} calls in flight, the most allowed "
+                    "(max_in_flight); it is too slow for the traffic it gets: give it less "
+                    "weight, or start the gateway with a higher max_in_flight")
+        if not entry.breaker.allow(now):
+            return (f"{key} circuit open after {entry.breaker.failures} failures in a row "
+                    f"(last: {entry.breaker.last_error}); next try in "
+                    f"{entry.breaker.retry_in(now):.1f} s")
+        return entry
+
+    def streams(self, key: str) -> bool | None:
+        """Whether version ``key`` can stream its answer (chat models); None when it is
+        not loaded (a call to it is refused anyway, saying why)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.backend is None:
+            return None
+        return bool(getattr(entry.backend, "streams", False))
+
+    def stream(self, key: str, prepared: Any, timeout: float,
+               timeout_name: str = "spec.slo.timeoutMs") -> StreamCall:
+        """A streamed call of version ``key`` (see :class:`StreamCall`); each piece must
+        come within ``timeout`` seconds of the previous one (the first: of the call)."""
+        entry = self._admit(key)
+        if isinstance(entry, str):
+            return StreamCall.refused(entry)
+        return StreamCall(entry, prepared, timeout, timeout_name)
+
     async def call(self, key: str, frame: Any, timeout: float,
                    timeout_name: str = "spec.slo.timeoutMs") -> Outcome:
         """Call version ``key`` on ``frame`` within ``timeout`` seconds (the setting named
@@ -239,21 +275,10 @@ class ModelPool:
         def done(status: Any, output: Any = None, error: str | None = None) -> Outcome:
             return Outcome(status, (time.perf_counter() - start) * 1000, output, error)
 
-        entry = self._entries.get(key)
-        if entry is None or entry.state != "ready" or entry.backend is None:
-            state = entry.state if entry is not None else "not loaded"
-            detail = f": {entry.error}" if entry is not None and entry.error else ""
-            return done("rejected", error=f"{key} is {state}{detail}")
-        now = time.monotonic()
-        if entry.in_flight >= self.max_in_flight:
-            return done("rejected", error=f"{key} has {entry.in_flight} calls in flight, the "
-                        "most allowed (max_in_flight); it is too slow for the traffic it gets: "
-                        "give it less weight, or start the gateway with a higher max_in_flight")
-        if not entry.breaker.allow(now):
-            return done("rejected", error=(
-                f"{key} circuit open after {entry.breaker.failures} failures in a row (last: "
-                f"{entry.breaker.last_error}); next try in "
-                f"{entry.breaker.retry_in(now):.1f} s"))
+        entry = self._admit(key)
+        if isinstance(entry, str):
+            return done("rejected", error=entry)
+        assert entry.backend is not None
         entry.in_flight += 1
         task = asyncio.ensure_future(entry.backend.predict(frame))
         self._running.add(task)
@@ -293,6 +318,90 @@ class ModelPool:
             task.cancel()
         self.freeze_gc = False  # stopping: no collection pause for what is left
         self.release(())
+
+
+class StreamCall:
+    """One streamed model call. ``await next_text()`` gives each piece of text as it
+    comes, then None; :attr:`outcome` then says how it ended (like :meth:`ModelPool.call`'s,
+    with the whole answer as output). :meth:`close` ends it early (the caller left).
+    Like a call, it never raises, and it charges the version's breaker only for the
+    model's failures."""
+
+    def __init__(self, entry: _Entry | None, prepared: Any, timeout: float,
+                 timeout_name: str) -> None:
+        self._entry = entry
+        self._timeout, self._timeout_name = timeout, timeout_name
+        self._start = time.perf_counter()
+        self._transcript = Transcript()
+        self.outcome: Outcome | None = None
+        self._pieces: AsyncIterator[Piece] | None = None
+        if entry is not None:
+            entry.in_flight += 1
+            self._pieces = entry.backend.stream(prepared)  # type: ignore[union-attr]
+
+    @classmethod
+    def refused(cls, reason: str) -> StreamCall:
+        call = cls(None, None, 0.0, "")
+        call.outcome = Outcome("rejected", 0.0, error=reason)
+        return call
+
+    @property
+    def text(self) -> str:
+        """The text so far."""
+        return "".join(self._transcript.parts)
+
+    def _finish(self, status: Any, error: str | None = None) -> None:
+        entry = self._entry
+        if entry is not None:
+            entry.in_flight -= 1
+            if status in ("error", "timeout"):
+                entry.breaker.failure(time.monotonic(), error or status)
+            elif status == "ok":
+                entry.breaker.success()
+        result = self._transcript.result()
+        self.outcome = Outcome(status, (time.perf_counter() - self._start) * 1000,
+                               result.output() if status == "ok" or result.content else None,
+                               error, result.tokens_in, result.tokens_out)
+        self._entry = None
+
+    async def next_text(self) -> str | None:
+        """The next piece of text, or None when the answer is over (see :attr:`outcome`)."""
+        if self._pieces is None or self.outcome is not None:
+            return None
+        key = self._entry.key if self._entry is not None else "?"
+        while True:
+            try:
+                piece = await asyncio.wait_for(anext(self._pieces), self._timeout)
+            except StopAsyncIteration:
+                self._finish("ok")
+                return None
+            except TimeoutError:
+                said = "did not start its answer" if not self._transcript.parts else (
+                    "stalled in its answer")
+                self._finish("timeout", f"{key} {said} within {self._timeout * 1000:.0f} ms "
+                             f"({self._timeout_name}); raise the timeout or make the model "
+                             "faster")
+                return None
+            except CallerError as err:
+                self._finish("invalid", f"{key} refused the call: {err}"[:1000])
+                return None
+            except Exception as err:
+                self._finish("error", f"{key} failed: {type(err).__name__}: {err}"[:1000])
+                return None
+            self._transcript.add(piece)
+            if piece.text:
+                return piece.text
+
+    async def close(self) -> None:
+        """End the call; one not finished yet ends as an error that is not the model's."""
+        if self.outcome is None:
+            entry, self._entry = self._entry, None
+            if entry is not None:
+                entry.in_flight -= 1
+            self._finish("error", "the caller went away before the answer was complete")
+        pieces = self._pieces
+        if pieces is not None and hasattr(pieces, "aclose"):
+            await pieces.aclose()
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,23 @@ def _problem(status: int, code: str, message: str, **extra: Any) -> web.Response
 
 
 _DEGRADED = {"timeout": 504, "error": 502, "rejected": 503, "invalid": 422}
+
+
+def _answer(outcome: Outcome, active: Active, version: str, headers: dict[str, str]
+            ) -> web.Response:
+    """The invoke answer for a model call's outcome: the outputs, or a degraded answer."""
+    if outcome.ok:
+        return _json_response(200, {"outputs": outcome.output, "version": version,
+                                    "revision": active.revision}, headers)
+    return _json_response(_DEGRADED[outcome.status], {
+        "error": {"code": f"model_{outcome.status}", "message": outcome.error},
+        "degraded": outcome.status != "invalid", "version": version,
+        "revision": active.revision}, headers)
+
+
+def _sse(event: str, data: Any) -> bytes:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
 def _trace_id(request: web.BaseRequest) -> str:
@@ -441,30 +459,83 @@ class Gateway:
         if not isinstance(document, dict) or "inputs" not in document:
             return _problem(422, "no_inputs", 'send {"inputs": ...}: one record, a list of '
                             "records, or columns", field="inputs")
+        stream = document.get("stream", False)
+        if not isinstance(stream, bool):
+            return _problem(422, "invalid_stream", 'give "stream": true (the answer as '
+                            "server-sent events) or false", field="stream")
         version, mirrored = active.route(request.headers)
-        assert self._pool is not None
+        pool = self._pool
+        assert pool is not None
+        if stream and pool.streams(version) is False:
+            return _problem(422, "no_stream", f"{version} does not stream its answers (only "
+                            'chat models do); send the call without "stream"',
+                            field="stream", overlay=name, version=version)
         try:
-            frame = self._pool.prepare(version, document["inputs"])
+            frame = pool.prepare(version, document["inputs"])
         except PayloadError as err:
             return _problem(422, "invalid_inputs", f"{err}", field=err.field,
                             overlay=name, version=version)
         trace = self._trace_id(request)
-        outcome = await self._model_call(active, version, frame, "primary", active.timeout)
-        self._telemetry_record(active, version, "primary", outcome, trace,
-                               inputs=self._pool.sample(version, frame))
-        if mirrored and active.plan.shadow is not None:
-            # queued after the primary call: the shadow's work starts once the answer is out
-            self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace,
-                                   context=self._tracing.current() if self._tracing else None))
         headers = {"x-overlay-model-version": version,
                    "x-overlay-revision": str(active.revision)}
-        if outcome.ok:
-            return _json_response(200, {"outputs": outcome.output, "version": version,
-                                        "revision": active.revision}, headers)
-        return _json_response(_DEGRADED[outcome.status], {
-            "error": {"code": f"model_{outcome.status}", "message": outcome.error},
-            "degraded": outcome.status != "invalid", "version": version,
-            "revision": active.revision}, headers)
+        try:
+            if stream:
+                return await self._invoke_streamed(request, active, version, frame, trace,
+                                                   headers)
+            outcome = await self._model_call(active, version, frame, "primary", active.timeout)
+            self._telemetry_record(active, version, "primary", outcome, trace,
+                                   inputs=pool.sample(version, frame))
+            return _answer(outcome, active, version, headers)
+        finally:
+            if mirrored and active.plan.shadow is not None:
+                # queued after the primary call: the shadow's work starts once the answer
+                # is out, so it never competes with it
+                self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace,
+                                       context=self._tracing.current() if self._tracing
+                                       else None))
+
+    async def _invoke_streamed(self, request: web.BaseRequest, active: Active, version: str,
+                               prepared: Any, trace: str, headers: dict[str, str]
+                               ) -> web.StreamResponse:
+        """A chat answer as server-sent events: ``delta`` events (``{"content": text}``) as
+        the model streams, then ``done`` (why it stopped, tokens) or ``error`` (the model
+        failed or stalled mid-answer). A model that fails before its first piece gets the
+        usual degraded JSON answer."""
+        pool = self._pool
+        assert pool is not None
+        with self._model_span(active, version, "primary") as span:
+            call = pool.stream(version, prepared, active.timeout)
+            try:
+                piece = await call.next_text()
+                outcome = call.outcome
+                if piece is None and outcome is not None and not outcome.ok:
+                    return _answer(outcome, active, version, headers)
+                response = web.StreamResponse(headers={
+                    **headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                await response.prepare(request)
+                while piece is not None:
+                    await response.write(_sse("delta", {"content": piece}))
+                    piece = await call.next_text()
+                outcome = call.outcome
+                assert outcome is not None
+                if outcome.ok:
+                    output = outcome.output or {}
+                    await response.write(_sse("done", {
+                        "finish_reason": output.get("finish_reason"),
+                        "tokens_in": outcome.tokens_in, "tokens_out": outcome.tokens_out,
+                        "version": version, "revision": active.revision}))
+                else:
+                    await response.write(_sse("error", {
+                        "error": {"code": f"model_{outcome.status}", "message": outcome.error},
+                        "degraded": True, "version": version, "revision": active.revision}))
+                await response.write_eof()
+                return response
+            finally:
+                await call.close()
+                assert call.outcome is not None
+                self._annotate(span, call.outcome)
+                self._telemetry_record(active, version, "primary", call.outcome, trace,
+                                       inputs=pool.sample(version, prepared))
 
     # -- shadow ------------------------------------------------------------------------------
 
@@ -502,22 +573,37 @@ class Gateway:
                           timeout: float, timeout_name: str = "spec.slo.timeoutMs",
                           parent: Any = None) -> Outcome:
         """:meth:`ModelPool.call`, in a span of its own when traced."""
-        pool, tracing = self._pool, self._tracing
+        pool = self._pool
         assert pool is not None
-        if tracing is None:
+        if self._tracing is None:
             return await pool.call(version, prepared, timeout, timeout_name)
-        operation, remote, attributes = pool.describe(version)
-        with tracing.model_call(version, role, active.name, operation, remote, attributes,
-                                parent) as span:
+        with self._model_span(active, version, role, parent) as span:
             outcome = await pool.call(version, prepared, timeout, timeout_name)
-            span.set_attribute("overlay.outcome", outcome.status)
-            if outcome.tokens_in is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", outcome.tokens_in)
-            if outcome.tokens_out is not None:
-                span.set_attribute("gen_ai.usage.output_tokens", outcome.tokens_out)
-            if not outcome.ok:
-                tracing.failed(span, outcome.status, outcome.error)
+            self._annotate(span, outcome)
         return outcome
+
+    @contextlib.contextmanager
+    def _model_span(self, active: Active, version: str, role: str, parent: Any = None
+                    ) -> Iterator[Any]:
+        """A model call's span when traced (else None)."""
+        if self._tracing is None or self._pool is None:
+            yield None
+            return
+        operation, remote, attributes = self._pool.describe(version)
+        with self._tracing.model_call(version, role, active.name, operation, remote,
+                                      attributes, parent) as span:
+            yield span
+
+    def _annotate(self, span: Any, outcome: Outcome) -> None:
+        if span is None or self._tracing is None:
+            return
+        span.set_attribute("overlay.outcome", outcome.status)
+        if outcome.tokens_in is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", outcome.tokens_in)
+        if outcome.tokens_out is not None:
+            span.set_attribute("gen_ai.usage.output_tokens", outcome.tokens_out)
+        if not outcome.ok:
+            self._tracing.failed(span, outcome.status, outcome.error)
 
     def _trace_id(self, request: web.BaseRequest) -> str:
         """The trace a request belongs to: its span's when traced, else the caller's

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
+import cohere
+import httpx
+import openai
 import pytest
+from gateway_support import ROW
 from providers_support import KEY, PROVIDERS, FakeProviders
 
 from overlay_sdk.client import ControlPlane, Overlay
@@ -179,12 +184,133 @@ def test_a_slow_provider_times_out(chat: Chat) -> None:
     assert time.perf_counter() - start < 1.5
 
 
+def stream(chat: Chat, inputs: Any, **extra: Any
+           ) -> tuple[int, dict[str, str], list[tuple[str, Any]] | Any]:
+    """A streamed invoke: (status, headers, [(event, data)]) for an event stream, else
+    (status, headers, JSON body)."""
+    async def go() -> tuple[int, dict[str, str], Any]:
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{chat.gw.url}/_overlay/{chat.overlay.name}/invoke",
+                json={"inputs": inputs, "stream": True, **extra}) as r:
+            if r.headers.get("Content-Type", "").startswith("text/event-stream"):
+                text = (await r.read()).decode()
+                events = []
+                for block in text.split("\n\n"):
+                    fields = dict(line.split(": ", 1) for line in block.splitlines())
+                    if fields:
+                        events.append((fields["event"], json.loads(fields["data"])))
+                return r.status, dict(r.headers), events
+            return r.status, dict(r.headers), await r.json()
+    return asyncio.run(go())
+
+
+def test_the_fake_providers_speak_the_official_clients_protocol(fake: FakeProviders) -> None:
+    """The fakes are checked by the providers' own client libraries, streamed and whole."""
+    messages = [{"role": "user", "content": "hi there"}]
+    with openai.OpenAI(base_url=fake.url + "/v1", api_key=KEY, max_retries=0) as client:
+        whole = client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+        assert whole.choices[0].message.content == "echo: hi there"
+        chunks = list(client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "echo: hi there")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    with anthropic.Anthropic(base_url=fake.url, api_key=KEY, max_retries=0) as claude, \
+            claude.messages.stream(model="claude-fake-1", max_tokens=64,
+                                   messages=messages) as events:  # type: ignore[arg-type]
+        final = events.get_final_message()
+    assert final.content[0].text == "echo: hi there"  # type: ignore[union-attr]
+    assert final.usage.output_tokens == 3 and final.stop_reason == "end_turn"
+    with httpx.Client() as http:
+        co = cohere.ClientV2(api_key=KEY, base_url=fake.url, httpx_client=http)
+        pieces = list(co.chat_stream(model="command-r", messages=messages))  # type: ignore[arg-type]
+    text = "".join(e.delta.message.content.text for e in pieces  # type: ignore[union-attr]
+                   if e.type == "content-delta")
+    assert text == "echo: hi there"
+
+
+def test_a_streamed_chat_call(chat: Chat, fake: FakeProviders, plane: ControlPlane) -> None:
+    status, headers, events = stream(chat, "Summarise account 42")
+    assert status == 200, events
+    assert headers["Content-Type"].startswith("text/event-stream")
+    assert headers["x-overlay-model-version"] == f"chat-{chat.provider}:1"
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"delta"} and len(kinds) > 3
+    assert "".join(data["content"] for kind, data in events if kind == "delta") == (
+        "echo: Summarise account 42")
+    done = events[-1][1]
+    assert done["finish_reason"] == FINISH[chat.provider]
+    assert (done["tokens_in"], done["tokens_out"]) == (11, 3)
+    provider, body, _ = fake.requests[-1]
+    assert provider == chat.provider and body["stream"] is True
+    if chat.provider == "openai":
+        assert body["stream_options"] == {"include_usage": True}
+    chat.gw.flush()
+    last = read_calls(plane.telemetry_url, overlay=chat.overlay.name).iloc[-1]
+    assert last["status"] == "ok"
+    assert last["output"] == {"content": "echo: Summarise account 42",
+                              "finish_reason": FINISH[chat.provider]}
+    assert (last["tokens_in"], last["tokens_out"]) == (11, 3)
+
+
+def test_a_stream_that_fails_before_its_first_piece_is_a_degraded_answer(chat: Chat) -> None:
+    status, _, body = stream(chat, "fail")
+    assert status == 502 and body["degraded"] is True
+    assert body["error"]["code"] == "model_error"
+
+
+def test_a_stream_broken_off_ends_with_an_error_event(chat: Chat, plane: ControlPlane
+                                                     ) -> None:
+    status, _, events = stream(chat, "break")
+    assert status == 200
+    assert events[0] == ("delta", {"content": "echo: "})
+    kind, data = events[-1]
+    assert kind == "error" and data["degraded"] is True
+    assert data["error"]["code"] == "model_error"
+    chat.gw.flush()
+    last = read_calls(plane.telemetry_url, overlay=chat.overlay.name).iloc[-1]
+    assert last["status"] == "error"
+    assert last["output"]["content"].startswith("echo: ")  # what was said is kept
+
+
+def test_a_stalled_stream_is_cut_at_the_timeout(chat: Chat) -> None:
+    started = time.perf_counter()
+    status, _, events = stream(chat, "stall")
+    took = time.perf_counter() - started
+    assert status == 200
+    kind, data = events[-1]
+    assert kind == "error" and data["error"]["code"] == "model_timeout"
+    assert "stalled" in data["error"]["message"] and "timeoutMs" in data["error"]["message"]
+    assert took < 1.5  # timeoutMs is 500
+
+
+def test_stream_must_be_a_boolean(chat: Chat) -> None:
+    status, _, body = stream(chat, "hi", stream="yes")
+    assert status == 422 and body["error"]["field"] == "stream"
+
+
+def test_a_model_that_cannot_stream_says_so(gateway: GatewayHandle, plane: ControlPlane,
+                                            legacy_url: str) -> None:
+    o = plane.overlays.create("tabular", host=legacy_url, routes={"fraud:1": 100})
+    try:
+        gateway.wait(o)
+        chat = Chat("sklearn", gateway, o, "")
+        status, _, body = stream(chat, ROW)
+        assert status == 422
+        assert body["error"]["field"] == "stream" and "fraud:1" in body["error"]["message"]
+    finally:
+        plane.overlays.delete("tabular")
+
+
 def test_the_api_key_is_never_stored_or_logged(chat: Chat, plane: ControlPlane,
                                                caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         invoke(chat, "fail")
         invoke(chat, "deny")
         invoke(chat, "hello")
+        stream(chat, "deny")
+        stream(chat, "break")
     chat.gw.flush()
     assert KEY not in caplog.text
     registry_root = Path(plane.models.tracking_uri.removeprefix("sqlite:///")).parent
@@ -196,6 +322,8 @@ def test_the_api_key_is_never_stored_or_logged(chat: Chat, plane: ControlPlane,
     assert errors.str.contains("401").any()
     assert not errors.str.contains(KEY[-4:], regex=False).any()  # nor the part shown
     assert KEY not in json.dumps(chat.gw.status())
+
+
 def test_a_missing_key_is_named_in_the_status(plane: ControlPlane, legacy_url: str) -> None:
     v = plane.models.register("copilot", provider="openai", params={"model": "gpt-4o"},
                               api_key_env="OVERLAY_TEST_UNSET_KEY")
