@@ -4,9 +4,15 @@ The gateway calls :meth:`TelemetryWriter.submit` for every model call (primary o
 shadow); ``submit`` never blocks: it samples, redacts and puts the record on a bounded
 queue, counting what it drops when the queue is full. A background thread writes the
 queue in batches through SQLAlchemy Core, so a ``sqlite:///<home>/telemetry.db`` URL
-works on one machine and a PostgreSQL URL later. :func:`read_calls` returns the
-records as a DataFrame, with sampled inputs as one column per named feature
-(``input.<feature>``); :func:`purge` applies the retention.
+works on one machine and a PostgreSQL URL (``postgresql://user:password@host/db``, read
+with the psycopg 3 driver installed with the SDK) on a shared database.
+:func:`read_calls` returns the records as a DataFrame, with sampled inputs as one column
+per named feature (``input.<feature>``); :func:`purge` applies the retention.
+
+Both stores keep and give back the same thing for the same calls: times are stored in
+UTC (a naive time is taken as UTC) and read back as UTC, and a value a column cannot hold
+as it is (text longer than the column, a NUL character, an integer past 32 bits) is fitted
+before it is queued, so PostgreSQL never refuses a batch that SQLite would accept.
 """
 
 from __future__ import annotations
@@ -67,6 +73,11 @@ calls_table = sa.Table(
     sa.Column("host_status", sa.Integer),
     sa.Column("host_output", sa.Text),
 )
+_LIMITS: dict[str, int | None] = {
+    name: getattr(calls_table.c[name].type, "length", None)
+    for name in ("overlay", "model", "version", "role", "status", "error", "trace_id", "source")
+}
+"""The free-text columns of a record, and how many characters each holds (None: any)."""
 
 
 @dataclass(frozen=True)
@@ -114,19 +125,47 @@ def _json(value: Any, keep: bool) -> str | None:
     return json.dumps(value, default=str) if keep and value is not None else None
 
 
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken as UTC). SQLite stores the wall time and
+    drops the offset, PostgreSQL stores the instant: only UTC means the same in both."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_INT32 = 2**31 - 1
+
+
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """``value`` as both stores can hold it: NUL (refused by PostgreSQL) and lone
+    surrogates (refused by every UTF-8 driver) written as escapes, cut to the column's
+    ``limit`` (PostgreSQL refuses longer text; SQLite would keep it)."""
+    if value is None:
+        return None
+    text = str(value).replace("\x00", "\\x00")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit] if limit is not None else text
+
+
+def _int32(value: int | None) -> int | None:
+    """A count both stores hold (an INTEGER column is 32 bits on PostgreSQL); None past it."""
+    return value if value is None or -_INT32 - 1 <= value <= _INT32 else None
+
+
 def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict[str, Any]:
     inputs = _redacted(record.inputs, fields) if keep_payload else None
     output = _redacted(record.output, fields) if keep_payload else None
     host_output = _redacted(record.host_output, fields) if keep_payload else None
+    texts = {name: _text(getattr(record, name), _LIMITS[name]) for name in _LIMITS}
     return {
-        "time": record.time, "overlay": record.overlay, "revision": record.revision,
-        "model": record.model, "version": record.version, "role": record.role,
-        "latency_ms": float(record.latency_ms), "status": record.status,
-        "error": record.error, "trace_id": record.trace_id,
-        "tokens_in": record.tokens_in, "tokens_out": record.tokens_out,
+        **texts, "time": _utc(record.time), "revision": record.revision,
+        "latency_ms": float(record.latency_ms),
+        "tokens_in": _int32(record.tokens_in), "tokens_out": _int32(record.tokens_out),
         "inputs": _json(inputs, True),
         "output": _json(output, keep_payload),
-        "source": record.source, "host_status": record.host_status,
+        "host_status": _int32(record.host_status),
         "host_output": _json(host_output, keep_payload),
     }
 
@@ -139,21 +178,83 @@ def _wal(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+"""URL schemes that name no driver, and the driver installed with the SDK for them."""
+_CONNECT_TIMEOUT_S = 10
+
+
+def _store_url(url: str) -> sa.URL:
+    """``url`` with a driver: ``postgresql://`` (and Heroku-style ``postgres://``) read as
+    ``postgresql+psycopg://``, so users need not know the driver's name (SQLAlchemy before
+    2.1 would look for psycopg2, which the SDK does not install; ``postgres://`` it refuses)."""
+    parsed = sa.make_url(url)
+    driver = _DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def _options(url: sa.URL) -> dict[str, Any]:
+    """Server databases: a connection the server dropped (a restart, a failover) is
+    replaced before a batch uses it, rather than costing the batch; an unreachable
+    PostgreSQL fails in seconds, not after the system's TCP timeout (minutes of a stalled
+    gateway start). A ``connect_timeout`` in the URL wins."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {}
+    if backend != "postgresql" or "connect_timeout" in url.query:
+        return {"pool_pre_ping": True}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
+
+
+def _create_schema(engine: sa.Engine) -> None:
+    """Create the table when missing. Two processes opening a new store at once (a gateway
+    and a notebook) both find it missing and both create it: the one that loses finds it
+    made, and goes on."""
+    with engine.connect() as conn:  # an unreachable store fails here, once
+        try:
+            _METADATA.create_all(conn)
+            conn.commit()
+        except sa.exc.DatabaseError:
+            conn.rollback()
+            if not sa.inspect(conn).has_table(calls_table.name):
+                raise
+
+
+def _failed(url: str, err: Exception) -> BackendError:
+    """The error for a store that cannot be opened; passwords in the URL or in the
+    driver's text are masked."""
+    return BackendError(redact(f"telemetry store at {url} failed: {err}; check the URL and "
+                               "that the database is reachable"))
+
+
 def _engine(url: str) -> sa.Engine:
+    """An engine on the store at ``url`` (a SQLAlchemy URL; ``postgresql://`` means psycopg
+    3), with the table created when missing."""
     try:
-        engine = sa.create_engine(url)
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _wal)
-        _METADATA.create_all(engine)
+        parsed = _store_url(url)
+        engine = sa.create_engine(parsed, **_options(parsed))
     except sa.exc.SQLAlchemyError as err:
-        raise BackendError(redact(f"telemetry store at {url} failed: {err}; check the URL and "
-                                  "that the database is reachable")) from None
+        raise _failed(url, err) from None
+    except ImportError as err:
+        raise BackendError(redact(
+            f"telemetry store at {url}: its database driver is not installed ({err}); "
+            "write postgresql://... for PostgreSQL (psycopg 3 comes with the SDK) or "
+            "install the driver the URL names")) from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _wal)
+    try:
+        _create_schema(engine)
+    except sa.exc.SQLAlchemyError as err:
+        engine.dispose()
+        raise _failed(url, err) from None
     return engine
 
 
 class TelemetryWriter:
     """Batched, bounded, non-blocking writer of :class:`CallRecord` s.
 
+    ``url`` is a SQLAlchemy URL: ``sqlite:///path/telemetry.db``, or
+    ``postgresql://user:password@host:5432/db`` (psycopg 3, installed with the SDK; writing
+    ``postgresql+psycopg://`` is the same). The table is created when missing.
     ``sample_rate`` (0-1) is the share of calls whose inputs and output are kept (every
     call's timing and status are always kept); ``redact`` names input fields stored as
     ``***``; ``queue_size`` bounds memory: past it records are dropped and counted in
@@ -228,7 +329,7 @@ class TelemetryWriter:
                     with self.engine.begin() as conn:
                         conn.execute(calls_table.insert(), batch)
                     self.written += len(batch)
-                except sa.exc.SQLAlchemyError as err:  # never take the data plane down with us
+                except Exception as err:  # never take the data plane (or this thread) down
                     self._dropped_failed += len(batch)
                     _log.warning("telemetry: %d call records lost, the store refused them: %s",
                                  len(batch), redact(str(err))[:500])
@@ -267,7 +368,7 @@ def read_calls(url: str, *, overlay: str | None = None, since: datetime | None =
     if overlay is not None:
         query = query.where(calls_table.c.overlay == overlay)
     if since is not None:
-        query = query.where(calls_table.c.time >= since)
+        query = query.where(calls_table.c.time >= _utc(since))
     try:
         with engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).mappings().all(),
@@ -292,7 +393,7 @@ def purge(url: str, *, older_than_days: float, overlay: str | None = None,
             older_than_days <= 0):
         raise ValidationError.at("older_than_days", f"give a positive number of days, got "
                                  f"{older_than_days!r}")
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    cutoff = _utc(now or datetime.now(UTC)) - timedelta(days=older_than_days)
     engine = _engine(url)
     try:
         with engine.begin() as conn:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a model registry with a few versions (made once), fresh overlay stores."""
+"""Shared fixtures: a model registry with a few versions (made once), fresh overlay stores,
+telemetry stores on SQLite and on a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from overlay_sdk.client import ControlPlane, connect
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.store import LocalStore
+from tests.postgres_support import PostgresServer, start_postgres, unavailable
 
 
 def _fit(c: float) -> Any:
@@ -65,3 +67,38 @@ def dump_sqlite(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         conn.close()
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (started on first use, stopped at the end).
+    Missing binaries skip the PostgreSQL tests, except on CI (``CI=true``) where they fail:
+    CI must run them."""
+    reason = unavailable()
+    if reason is not None:
+        if _ci():
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for one test."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def telemetry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty telemetry store: every test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'telemetry.db'}"
+    return str(request.getfixturevalue("postgres_url"))
