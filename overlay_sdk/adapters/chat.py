@@ -24,7 +24,7 @@ from overlay_sdk.errors import PayloadError
 
 __all__ = ["CALL_SETTINGS", "DIALECTS", "ROLES", "ChatResult", "Dialect",
            "anthropic_request", "anthropic_result", "cohere_request", "cohere_result",
-           "messages_of", "openai_request", "openai_result"]
+           "messages_of", "openai_api_request", "openai_request", "openai_result"]
 
 ROLES = ("system", "user", "assistant")
 CALL_SETTINGS = ("temperature", "max_tokens", "top_p", "stop")
@@ -100,12 +100,42 @@ def messages_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
     return [_message(m, i) for i, m in enumerate(raw)], settings
 
 
+def _renamed(settings: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``settings`` under the provider's names (``stop`` as a list where it wants one);
+    names it has no other name for are kept."""
+    out = {names.get(k, k): v for k, v in settings.items() if k not in _NOT_SENT}
+    stop = out.get("stop_sequences")
+    if isinstance(stop, str):
+        out["stop_sequences"] = [stop]
+    return out
+
+
+def _body(params: Mapping[str, Any], settings: Mapping[str, Any],
+          names: Mapping[str, str]) -> dict[str, Any]:
+    """The version's registered params, then the call's settings over them, both under the
+    provider's names (a registered ``top_p`` reaches Cohere as ``p``, as a per-call one)."""
+    return {**_renamed(params, names), **_renamed(settings, names)}
+
+
 def openai_request(params: Mapping[str, Any], messages: list[dict[str, str]],
                    settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``/chat/completions`` body: the version's params, the call's settings over
-    them, the messages; never streamed (the gateway answers whole)."""
-    body = {k: v for k, v in params.items() if k not in _NOT_SENT}
-    body.update(settings)
+    """The ``/chat/completions`` body of OpenAI-compatible servers (Ollama, vLLM): the
+    version's params, the call's settings over them, the messages; not streamed (a
+    streamed call sets ``stream`` over it)."""
+    body = _body(params, settings, {})
+    body["messages"] = messages
+    body["stream"] = False
+    return body
+
+
+_OPENAI_SETTINGS = {"max_tokens": "max_completion_tokens"}
+
+
+def openai_api_request(params: Mapping[str, Any], messages: list[dict[str, str]],
+                       settings: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`openai_request` for OpenAI's own API, where ``max_tokens`` is deprecated
+    and refused by its reasoning models: it is sent as ``max_completion_tokens``."""
+    body = _body(params, settings, _OPENAI_SETTINGS)
     body["messages"] = messages
     body["stream"] = False
     return body
@@ -132,26 +162,15 @@ def openai_result(body: Any) -> ChatResult:
 
 
 ANTHROPIC_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when neither side gave it
-_ANTHROPIC_SETTINGS = {"temperature": "temperature", "max_tokens": "max_tokens",
-                       "top_p": "top_p", "stop": "stop_sequences"}
-_COHERE_SETTINGS = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "p",
-                    "stop": "stop_sequences"}
-
-
-def _renamed(settings: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    out = {names[k]: v for k, v in settings.items() if k in names}
-    stop = out.get("stop_sequences")
-    if isinstance(stop, str):
-        out["stop_sequences"] = [stop]
-    return out
+_ANTHROPIC_SETTINGS = {"stop": "stop_sequences"}
+_COHERE_SETTINGS = {"top_p": "p", "stop": "stop_sequences"}
 
 
 def anthropic_request(params: Mapping[str, Any], messages: list[dict[str, str]],
                       settings: Mapping[str, Any]) -> dict[str, Any]:
     """The ``/v1/messages`` body: system messages go to the top-level ``system`` field
     (Anthropic takes only user and assistant turns), ``max_tokens`` is always set."""
-    body = {k: v for k, v in params.items() if k not in _NOT_SENT}
-    body.update(_renamed(settings, _ANTHROPIC_SETTINGS))
+    body = _body(params, settings, _ANTHROPIC_SETTINGS)
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     if system:
         body["system"] = system
@@ -176,8 +195,7 @@ def anthropic_result(body: Any) -> ChatResult:
 def cohere_request(params: Mapping[str, Any], messages: list[dict[str, str]],
                    settings: Mapping[str, Any]) -> dict[str, Any]:
     """The ``/v2/chat`` body (Cohere's names: ``p``, ``stop_sequences``)."""
-    body = {k: v for k, v in params.items() if k not in _NOT_SENT}
-    body.update(_renamed(settings, _COHERE_SETTINGS))
+    body = _body(params, settings, _COHERE_SETTINGS)
     body["messages"] = messages
     body["stream"] = False
     return body
@@ -217,7 +235,7 @@ def _anthropic_auth(key: str) -> dict[str, str]:
 
 
 DIALECTS = {
-    "openai": Dialect("https://api.openai.com/v1", "/chat/completions", openai_request,
+    "openai": Dialect("https://api.openai.com/v1", "/chat/completions", openai_api_request,
                       openai_result, _bearer),
     "ollama": Dialect("http://127.0.0.1:11434/v1", "/chat/completions", openai_request,
                       openai_result, _bearer),

@@ -247,6 +247,15 @@ def _backoff(headers: Any, attempt: int) -> float:
     return 0.1 * 2.0**attempt
 
 
+def _retryable(status: int, headers: Any) -> bool:
+    """Whether an answer with ``status`` may pass on a retry: the provider's own
+    ``x-should-retry`` (OpenAI, Anthropic) when it says, else 408/409/429 and any 5xx."""
+    said = str(headers.get("x-should-retry", "")).lower()
+    if said in ("true", "false"):
+        return said == "true" and status >= 400
+    return status in RETRY_STATUS or status >= 500
+
+
 class ChatBackend:
     """A chat model behind its provider's API: OpenAI-compatible chat completions (OpenAI,
     Ollama, vLLM), Anthropic Messages or Cohere chat (:data:`~overlay_sdk.adapters.chat.
@@ -317,8 +326,7 @@ class ChatBackend:
                     raise
                 await asyncio.sleep(_backoff({}, attempt))
                 continue
-            retry = resp.status in RETRY_STATUS or resp.status >= 500
-            if retry and attempt < RETRIES:
+            if _retryable(resp.status, resp.headers) and attempt < RETRIES:
                 resp.release()
                 await asyncio.sleep(_backoff(resp.headers, attempt))
                 continue

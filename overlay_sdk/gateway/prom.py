@@ -4,8 +4,9 @@ Model calls update a counter and a histogram as they happen
 (``overlay_model_calls_total``, ``overlay_model_call_duration_seconds``). Invoke answers
 (``overlay_invoke_requests_total{overlay,code}``, refusals before a model call included)
 and host requests,
-the hot path, only bump a plain integer per host and status class, read at scrape time
-as ``overlay_host_requests_total`` (measured: prometheus_client's labelled counter and
+the hot path, only bump a plain integer per host and status class and a plain bucket
+count, read at scrape time as ``overlay_host_requests_total`` and
+``overlay_host_request_duration_seconds`` (measured: prometheus_client's labelled counter and
 histogram cost ~10 % of the gateway's pass-through throughput). The state of the gateway
 is read when Prometheus scrapes (``overlay_traffic_weight_percent``, ``overlay_shadow_percent``,
 ``overlay_applied_revision``, ``overlay_shadow_dropped_total``,
@@ -18,11 +19,17 @@ own ``/metrics``, and the gateway passes everything outside ``/_overlay/`` to th
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics", "State"]
@@ -43,12 +50,40 @@ class State:
     telemetry_dropped: int = 0
 
 
+class _Latencies:
+    """A histogram per label that costs a bisect and two additions per observation (what
+    prometheus_client's labelled histogram costs several times over), read at scrape."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}  # label -> count per bucket (+Inf last)
+        self.sums: dict[str, float] = {}
+
+    def observe(self, label: str, seconds: float) -> None:
+        counts = self.counts.get(label)
+        if counts is None:
+            counts = self.counts[label] = [0] * (len(_BUCKETS) + 1)
+            self.sums[label] = 0.0
+        counts[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        self.sums[label] += seconds
+
+    def family(self, name: str, documentation: str, label: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, documentation, labels=[label])
+        for value, counts in list(self.counts.items()):
+            running, buckets = 0, []
+            for bound, count in zip((*map(str, _BUCKETS), "+Inf"), counts, strict=True):
+                running += count
+                buckets.append((bound, running))
+            family.add_metric([value], buckets, self.sums[value])
+        return family
+
+
 class _StateCollector(Collector):
     def __init__(self, state: Callable[[], State], hosts: dict[tuple[str, int], int],
-                 invokes: dict[tuple[str, int], int]) -> None:
+                 invokes: dict[tuple[str, int], int], host_seconds: _Latencies) -> None:
         self._state = state
         self._hosts = hosts
         self._invokes = invokes
+        self._host_seconds = host_seconds
 
     def collect(self) -> Iterable[Metric]:
         state = self._state()
@@ -86,7 +121,10 @@ class _StateCollector(Collector):
         lost = CounterMetricFamily("overlay_telemetry_dropped",
                                    "Call records lost (queue full or store refused)")
         lost.add_metric([], state.telemetry_dropped)
-        return iter([hosts, invokes, weight, shadow, revision, dropped, lost])
+        seconds = self._host_seconds.family(
+            "overlay_host_request_duration_seconds",
+            "Host requests passed through: time to the end of the answer", "host")
+        return iter([hosts, seconds, invokes, weight, shadow, revision, dropped, lost])
 
 
 class GatewayMetrics:
@@ -101,7 +139,9 @@ class GatewayMetrics:
                                       buckets=_BUCKETS, registry=self.registry)
         self.host_counts: dict[tuple[str, int], int] = {}  # (host, status // 100) -> count
         self.invoke_counts: dict[tuple[str, int], int] = {}  # (overlay, status) -> count
-        self.registry.register(_StateCollector(state, self.host_counts, self.invoke_counts))
+        self.host_seconds = _Latencies()
+        self.registry.register(_StateCollector(state, self.host_counts, self.invoke_counts,
+                                               self.host_seconds))
 
     def model_call(self, overlay: str, version: str, role: str, status: str,
                    seconds: float) -> None:
@@ -113,9 +153,10 @@ class GatewayMetrics:
         key = (overlay, status)
         self.invoke_counts[key] = self.invoke_counts.get(key, 0) + 1
 
-    def host_request(self, host: str, status: int) -> None:
+    def host_request(self, host: str, status: int, seconds: float) -> None:
         key = (host, status // 100)
         self.host_counts[key] = self.host_counts.get(key, 0) + 1
+        self.host_seconds.observe(host, seconds)
 
     def render(self) -> bytes:
         """The exposition text."""

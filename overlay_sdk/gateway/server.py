@@ -26,6 +26,7 @@ import functools
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -322,8 +323,10 @@ class Gateway:
         target = self.directory.host_for(request.host)
         if isinstance(target, str):
             return web.Response(status=421, text=f"overlay gateway: {target}\n")
+        start = time.perf_counter()
         response = await self._passthrough(request, target)
-        self.metrics.host_request(target.base_url, response.status)
+        self.metrics.host_request(target.base_url, response.status,
+                                  time.perf_counter() - start)
         return response
 
     async def _passthrough(self, request: web.BaseRequest, target: HostTarget
@@ -415,6 +418,8 @@ class Gateway:
             return _json_response(200, {"status": "ok",
                                         "overlays": len(self.directory.overlays)})
         if not self._authorized(request):
+            if path.endswith("/invoke"):
+                self.metrics.invoke_request("(unknown)", 401)  # the name is not trusted yet
             return _json_response(401, {"error": {
                 "code": "unauthorized", "message": "this gateway needs a bearer token: send "
                 "Authorization: Bearer <token> (the token the gateway was started with)"}},

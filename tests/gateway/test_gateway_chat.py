@@ -25,6 +25,7 @@ from providers_support import KEY, PROVIDERS, FakeProviders
 
 from overlay_sdk.client import ControlPlane, Overlay
 from overlay_sdk.gateway import GatewayHandle
+from overlay_sdk.gateway.backends import _retryable
 from overlay_sdk.telemetry import read_calls
 
 
@@ -105,7 +106,9 @@ def test_messages_and_call_settings(chat: Chat, fake: FakeProviders) -> None:
                                     "stop": "END"})
     assert status == 200 and body["outputs"]["content"] == "echo: Hi"
     _, sent, _ = fake.requests[-1]
-    assert (sent["temperature"], sent["max_tokens"]) == (0.9, 20)
+    # OpenAI's own API takes the limit as max_completion_tokens (max_tokens is deprecated)
+    limit = "max_completion_tokens" if chat.provider == "openai" else "max_tokens"
+    assert (sent["temperature"], sent[limit]) == (0.9, 20)
     if chat.provider == "anthropic":  # system text travels apart, stops are a list
         assert sent["system"] == "Be brief." and sent["messages"] == messages[1:]
         assert sent["stop_sequences"] == ["END"]
@@ -336,3 +339,13 @@ def test_a_missing_key_is_named_in_the_status(plane: ControlPlane, legacy_url: s
             time.sleep(0.05)
         assert "OVERLAY_TEST_UNSET_KEY" in status.message and "not set" in status.message
         assert gw.running
+
+
+@pytest.mark.parametrize(("status", "headers", "retry"), [
+    (500, {}, True), (529, {}, True), (429, {}, True), (408, {}, True), (400, {}, False),
+    (401, {}, False), (500, {"x-should-retry": "false"}, False),
+    (403, {"x-should-retry": "true"}, True), (200, {"x-should-retry": "true"}, False),
+])
+def test_providers_say_when_a_retry_may_pass(status: int, headers: dict[str, str],
+                                             retry: bool) -> None:
+    assert _retryable(status, headers) is retry

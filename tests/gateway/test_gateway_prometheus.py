@@ -43,6 +43,9 @@ def test_metrics_parse_and_count_what_was_sent(plane: ControlPlane, legacy_url: 
                 async with s.post(f"{gw.url}/_overlay/counted-prom/invoke", data=b"{oops",
                                   headers=auth) as r:
                     assert r.status == 400
+                async with s.post(f"{gw.url}/_overlay/counted-prom/invoke",
+                                  data=invoke_body()) as r:  # no token
+                    assert r.status == 401
                 for path in ("/api/customers", "/api/customers", "/no/such/page"):
                     async with s.get(gw.url + path,
                                      headers={"Host": "counted-prom.localhost"}) as r:
@@ -74,6 +77,15 @@ def test_metrics_parse_and_count_what_was_sent(plane: ControlPlane, legacy_url: 
     assert value("overlay_invoke_requests_total", overlay="broken-prom", code="502") == 2
     assert value("overlay_host_requests_total", host=legacy_url, code="2xx") == 2
     assert value("overlay_host_requests_total", host=legacy_url, code="4xx") == 1
+    # refused callers are counted, under one label whatever name they tried
+    assert value("overlay_invoke_requests_total", overlay="(unknown)", code="401") == 1
+    # host latency: a histogram per host, cumulative buckets ending at the count
+    assert value("overlay_host_request_duration_seconds_count", host=legacy_url) == 3
+    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in got.items()
+                     if name == "overlay_host_request_duration_seconds_bucket")
+    assert buckets[-1] == (float("inf"), 3)
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)
+    assert 0 < value("overlay_host_request_duration_seconds_sum", host=legacy_url) < 3
     assert value("overlay_traffic_weight_percent", overlay="counted-prom", version="fraud:1") == 100
     assert value("overlay_shadow_percent", overlay="counted-prom", version="fraud:2") == 100
     assert value("overlay_applied_revision", overlay="counted-prom") == o.revision
