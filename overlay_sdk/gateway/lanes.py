@@ -8,7 +8,6 @@ never waits: when a lane is full the job is dropped and counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
@@ -16,6 +15,7 @@ from typing import Generic, TypeVar
 __all__ = ["Lanes"]
 
 J = TypeVar("J")
+CLOSE_S = 2.0
 _log = logging.getLogger("overlay_sdk.gateway")
 
 
@@ -30,6 +30,7 @@ class Lanes(Generic[J]):
         self._queues: dict[str, asyncio.Queue[J]] = {}
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}
         self.dropped: dict[str, int] = {}
+        self._closed = False
 
     def offer(self, key: str, job: J) -> bool:
         """Queue ``job`` on lane ``key`` without waiting; False (counted) when it is full."""
@@ -46,7 +47,7 @@ class Lanes(Generic[J]):
         return True
 
     async def _work(self, queue: asyncio.Queue[J]) -> None:
-        while True:
+        while not self._closed:
             job = await queue.get()
             try:
                 await self._handle(job)
@@ -72,10 +73,11 @@ class Lanes(Generic[J]):
 
     async def close(self) -> None:
         """Stop every worker."""
+        self._closed = True
         tasks = [t for ts in self._tasks.values() for t in ts]
         for task in tasks:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # bounded: a job that ignores its cancellation cannot hold the stop up
+            await asyncio.wait(tasks, timeout=CLOSE_S)
         self._queues.clear()
         self._tasks.clear()

@@ -291,9 +291,17 @@ class ModelPool:
         # a call over the network is cancelled at the timeout (no retries, no bill, after
         # the caller got its answer); a call on a thread cannot be, so it is left to finish
         waited = task if getattr(entry.backend, "cancellable", False) else asyncio.shield(task)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation of the
+        # caller that lands as the call completes (a shadow worker then never stops)
+        scope = asyncio.timeout(timeout)
         try:
-            output = await asyncio.wait_for(waited, timeout)
-        except TimeoutError:
+            async with scope:
+                output = await waited
+        except TimeoutError as err:
+            if not scope.expired():  # the backend's own timeout (a client limit): its failure
+                message = f"{key} failed: {type(err).__name__}: {err}"[:1000]
+                entry.breaker.failure(time.monotonic(), message)
+                return done("error", error=message)
             message = (f"{key} did not answer within {timeout * 1000:.0f} ms "
                        f"({timeout_name}); raise the timeout or make the model faster")
             entry.breaker.failure(time.monotonic(), message)
@@ -370,12 +378,21 @@ class StreamCall:
             return None
         key = self._entry.key if self._entry is not None else "?"
         while True:
+            scope = asyncio.timeout(self._timeout)
             try:
-                piece = await asyncio.wait_for(anext(self._pieces), self._timeout)
+                async with scope:
+                    piece = await anext(self._pieces)
             except StopAsyncIteration:
+                if not self._transcript.done:
+                    self._finish("error", f"{key}'s stream ended before its last event (the "
+                                 "provider or a proxy cut it)")
+                    return None
                 self._finish("ok")
                 return None
-            except TimeoutError:
+            except TimeoutError as err:
+                if not scope.expired():
+                    self._finish("error", f"{key} failed: {type(err).__name__}: {err}"[:1000])
+                    return None
                 said = "did not start its answer" if not self._transcript.parts else (
                     "stalled in its answer")
                 self._finish("timeout", f"{key} {said} within {self._timeout * 1000:.0f} ms "
