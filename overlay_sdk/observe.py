@@ -134,7 +134,9 @@ def metrics_frame(calls: pd.DataFrame, by: str | None = "version") -> pd.DataFra
         return pd.DataFrame(columns=[*names, *METRIC_COLUMNS])
     status = calls["status"]
     frame = calls.assign(error=status == "error", timeout=status == "timeout",
-                         rejected=status == "rejected", failed=status != "ok")
+                         rejected=status == "rejected",
+                         # a streamed answer the caller left is not the model's failure
+                         failed=~status.isin(("ok", "aborted")))
     grouped = frame.groupby(keys, sort=True)
     latency = grouped["latency_ms"]
     out = pd.DataFrame({

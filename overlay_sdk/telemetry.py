@@ -47,7 +47,7 @@ __all__ = [
 REDACTED = "***"
 _log = logging.getLogger("overlay_sdk.telemetry")
 Role = Literal["primary", "shadow"]
-Status = Literal["ok", "error", "timeout", "rejected", "invalid"]
+Status = Literal["ok", "error", "timeout", "rejected", "invalid", "aborted"]
 Source = Literal["invoke", "host"]
 
 _METADATA = sa.MetaData()

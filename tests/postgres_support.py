@@ -152,7 +152,8 @@ def start_postgres() -> PostgresServer:
     if bin_dir is None:
         raise RuntimeError(unavailable())
     prefix = _owner_prefix()
-    root = Path(tempfile.mkdtemp(prefix="overlay-pg-"))
+    # under /tmp when the server runs as another user: $TMPDIR may be a folder it cannot reach
+    root = Path(tempfile.mkdtemp(prefix="overlay-pg-", dir="/tmp" if prefix else None))
     try:
         if prefix:
             owner = pwd.getpwnam(_OWNER)

@@ -22,13 +22,38 @@ from typing import Any
 
 from overlay_sdk.errors import PayloadError
 
-__all__ = ["CALL_SETTINGS", "DIALECTS", "ROLES", "ChatResult", "Dialect",
-           "anthropic_request", "anthropic_result", "cohere_request", "cohere_result",
-           "messages_of", "openai_api_request", "openai_request", "openai_result"]
+__all__ = [
+    "ANTHROPIC_LEGACY",
+    "ANTHROPIC_VERSION",
+    "CALL_SETTINGS",
+    "DIALECTS",
+    "ROLES",
+    "SAMPLING",
+    "ChatResult",
+    "Dialect",
+    "anthropic_request",
+    "anthropic_result",
+    "anthropic_version",
+    "cohere_request",
+    "cohere_result",
+    "messages_of",
+    "openai_api_request",
+    "openai_request",
+    "openai_result",
+    "refused_sampling",
+]
 
 ROLES = ("system", "user", "assistant")
 CALL_SETTINGS = ("temperature", "max_tokens", "top_p", "stop")
-_NOT_SENT = frozenset({"base_url"})  # registry params that configure the gateway, not the API
+# registry params that configure the gateway's call, not sent in the body
+_NOT_SENT = frozenset({"base_url", "anthropic_version"})
+ANTHROPIC_VERSION = "2026-10-21"
+"""The Messages API version the gateway speaks by default: the one the official SDKs send
+since 2026-10-21. It refuses sampling settings (``temperature``, ``top_p``, ``top_k``)."""
+ANTHROPIC_LEGACY = "2023-06-01"
+"""The earlier version, which still takes sampling settings: register a version with
+``params={"anthropic_version": "2023-06-01"}`` for workloads that need them."""
+SAMPLING = ("temperature", "top_p", "top_k")
 MAX_MESSAGES = 256
 
 
@@ -85,12 +110,18 @@ def messages_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
         return [{"role": "user", "content": inputs}], settings
     raw: Any = inputs
     if isinstance(inputs, Mapping):
+        if "stream" in inputs:
+            raise PayloadError("inputs.stream", 'goes beside "inputs", not in it: '
+                               '{"inputs": {...}, "stream": true}')
         unknown = sorted(set(inputs) - {"messages", *CALL_SETTINGS})
         if unknown:
             raise PayloadError(f"inputs.{unknown[0]}", "not a chat setting; give messages and "
                                f"optionally {', '.join(CALL_SETTINGS)}")
         raw = inputs.get("messages")
         settings = {k: _setting(k, inputs[k]) for k in CALL_SETTINGS if k in inputs}
+        if not isinstance(raw, list) or not raw:
+            raise PayloadError("inputs.messages", 'give a list of messages: [{"role": "user", '
+                               '"content": "..."}]')
     if not isinstance(raw, list) or not raw:
         raise PayloadError("inputs", 'give a message text, a list of messages, or {"messages": '
                            '[{"role": "user", "content": "..."}]}')
@@ -223,15 +254,30 @@ class Dialect:
     request: Callable[[Mapping[str, Any], list[dict[str, str]], Mapping[str, Any]],
                       dict[str, Any]]
     result: Callable[[Any], ChatResult]
-    auth: Callable[[str], dict[str, str]]
+    auth: Callable[[str, Mapping[str, Any]], dict[str, str]]
 
 
-def _bearer(key: str) -> dict[str, str]:
+def _bearer(key: str, params: Mapping[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _anthropic_auth(key: str) -> dict[str, str]:
-    return {"x-api-key": key, "anthropic-version": "2023-06-01"}
+def anthropic_version(params: Mapping[str, Any]) -> str:
+    """The Messages API version a version's params ask for (default
+    :data:`ANTHROPIC_VERSION`)."""
+    return str(params.get("anthropic_version") or ANTHROPIC_VERSION)
+
+
+def refused_sampling(values: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+    """The first sampling setting in ``values`` that the Anthropic API version of
+    ``params`` refuses (every one since 2026-10-21), else None."""
+    if anthropic_version(params) == ANTHROPIC_LEGACY:
+        return None
+    return next((k for k in SAMPLING if k in values), None)
+
+
+def _anthropic_auth(key: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """As the official SDKs send it since 2026-10-21: the key as a bearer token."""
+    return {"Authorization": f"Bearer {key}", "anthropic-version": anthropic_version(params)}
 
 
 DIALECTS = {

@@ -49,7 +49,7 @@ def check_config(config: GatewayConfig) -> None:
         raise ValidationError.at("token", "give a bearer token of at least 8 characters, or "
                                  "None for an open gateway")
     for name in ("shadow_queue", "shadow_workers", "threads_per_version", "max_in_flight",
-                 "breaker_threshold"):
+                 "max_in_flight_remote", "breaker_threshold"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValidationError.at(name, f"give a whole number >= 1, got {value!r}")

@@ -31,7 +31,15 @@ import aiohttp
 import pandas as pd
 from yarl import URL
 
-from overlay_sdk.adapters.chat import DIALECTS, ChatResult, Dialect, messages_of
+from overlay_sdk.adapters.chat import (
+    ANTHROPIC_LEGACY,
+    DIALECTS,
+    ChatResult,
+    Dialect,
+    anthropic_version,
+    messages_of,
+    refused_sampling,
+)
 from overlay_sdk.adapters.chat_stream import STREAMERS, Piece, SSEDecoder, Streamer, stream_body
 from overlay_sdk.errors import BackendError, PayloadError
 from overlay_sdk.gateway.payload import Column, frame_of, jsonable, sample_of
@@ -42,9 +50,11 @@ from overlay_sdk.registry_providers import ProviderConfig, looks_like_secret
 from overlay_sdk.registry_redact import MASK
 
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for abandoned calls
+# a stream may last (a long answer): bounded by the wait between reads, not in total
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=120)
 
-__all__ = ["Backend", "CallerError", "ChatBackend", "HttpBackend", "Prediction", "PyfuncBackend",
-           "UnsupportedBackend", "backend_for", "describe"]
+__all__ = ["Backend", "CallerError", "ChatBackend", "ConfigError", "HttpBackend", "Prediction",
+           "PyfuncBackend", "UnsupportedBackend", "backend_for", "describe"]
 
 
 class Backend(Protocol):
@@ -78,6 +88,11 @@ def describe(backend: Any) -> tuple[str, bool, dict[str, Any]]:
     """How a backend's calls appear in traces: (operation, over the network?, attributes)."""
     return (getattr(backend, "operation", "predict"), getattr(backend, "remote", False),
             dict(getattr(backend, "trace_attributes", {})))
+
+
+class ConfigError(BackendError):
+    """A version that cannot load as registered or configured (a refused parameter, an API
+    key missing where the gateway runs): retrying cannot help."""
 
 
 class CallerError(BackendError):
@@ -280,6 +295,7 @@ class ChatBackend:
         self.base_url = base_url.rstrip("/")
         self._dialect = dialect
         self._streamer = streamer
+        self._anthropic = config.provider == "anthropic"
         self._config = config
         self._session = session
         self._headers: dict[str, str] = {}
@@ -289,22 +305,35 @@ class ChatBackend:
                                  "server.address": URL(self.base_url).host or ""}
 
     def load(self) -> None:
+        params = self._config.params
+        sampling = refused_sampling(params, params) if self._anthropic else None
+        if sampling is not None:
+            raise ConfigError(
+                f"{self.key}: params.{sampling} is refused by Anthropic's Messages API "
+                f"version {anthropic_version(params)}; register a new version without it, or "
+                f'with params anthropic_version="{ANTHROPIC_LEGACY}" (the earlier version, '
+                "which still takes sampling settings)")
         env = self._config.api_key_env
         if env is None:
             return
         secret = os.environ.get(env)
         if not secret:
-            raise BackendError(f"{self.key} needs its API key in the environment variable "
+            raise ConfigError(f"{self.key} needs its API key in the environment variable "
                                f"{env}, which is not set where the gateway runs; set it and "
                                "start the gateway again")
-        self._headers = self._dialect.auth(secret)
+        self._headers = self._dialect.auth(secret, params)
 
     def prepare(self, inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
         messages, settings = messages_of(inputs)
-        if self._config.provider == "anthropic" and all(m["role"] == "system"
-                                                        for m in messages):
-            raise PayloadError("inputs.messages", "Anthropic needs a user message beside the "
-                               "system ones")
+        if self._anthropic:
+            if all(m["role"] == "system" for m in messages):
+                raise PayloadError("inputs.messages", "Anthropic needs a user message beside "
+                                   "the system ones")
+            sampling = refused_sampling(settings, self._config.params)
+            if sampling is not None:
+                raise PayloadError(f"inputs.{sampling}", "Anthropic's Messages API version "
+                                   f"{anthropic_version(self._config.params)} refuses sampling "
+                                   "settings; leave it out")
         return messages, settings
 
     def sample(self, prepared: Any) -> dict[str, Any]:
@@ -312,7 +341,8 @@ class ChatBackend:
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         return {"prompt": last, "messages": len(messages)}
 
-    async def _open(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _open(self, body: dict[str, Any], timeout: aiohttp.ClientTimeout = CALL_TIMEOUT
+                    ) -> aiohttp.ClientResponse:
         """POST ``body``; the answer once it is not an error worth retrying (retried twice
         as the class docstring says); raises for an error answer, with its text scrubbed."""
         url = f"{self.base_url}{self._dialect.path}"
@@ -320,7 +350,7 @@ class ChatBackend:
             try:
                 resp = await self._session.post(url, json=body,
                                                 headers=trace_headers(self._headers),
-                                                timeout=CALL_TIMEOUT)
+                                                timeout=timeout)
             except aiohttp.ClientConnectionError:
                 if attempt == RETRIES:
                     raise
@@ -345,7 +375,8 @@ class ChatBackend:
         try:
             return self._dialect.result(answer)
         except ValueError as err:
-            raise BackendError(f"{self.key} ({self._config.source}): {err}") from None
+            raise BackendError(f"{self.key} ({self._config.source}): "
+                               f"{self._scrub(str(err))}") from None
 
     async def predict(self, prepared: Any) -> Prediction:
         messages, settings = prepared
@@ -364,7 +395,7 @@ class ChatBackend:
         messages, settings = prepared
         body = stream_body(self._dialect.request(self._config.params, messages, settings),
                            self._streamer)
-        resp = await self._open(body)
+        resp = await self._open(body, STREAM_TIMEOUT)
         finished = False  # read to its end: the connection goes back to the pool
         try:
             if "text/event-stream" not in resp.headers.get("Content-Type", ""):
@@ -380,7 +411,7 @@ class ChatBackend:
                         piece = self._streamer.piece(event, data)
                     except ValueError as err:
                         raise BackendError(f"{self.key} ({self._config.source}): "
-                                           f"{err}") from None
+                                           f"{self._scrub(str(err))}") from None
                     if piece is None:
                         continue
                     if piece.error is not None:

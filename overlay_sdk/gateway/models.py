@@ -26,6 +26,7 @@ from overlay_sdk.errors import OverlayError
 from overlay_sdk.gateway.backends import (
     Backend,
     CallerError,
+    ConfigError,
     Prediction,
     UnsupportedBackend,
     backend_for,
@@ -43,10 +44,11 @@ VersionState = Literal["warming", "ready", "failed"]
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one model call gave: ``status`` ok, error, timeout or rejected (breaker open or
-    too many calls in flight), the output when ok, and the latency in milliseconds."""
+    """What one model call gave: ``status`` ok, error, timeout, rejected (breaker open or
+    too many calls in flight), invalid (the model's API refused what the caller sent) or
+    aborted (the caller left a streamed answer), the output, and the latency in ms."""
 
-    status: Literal["ok", "error", "timeout", "rejected", "invalid"]
+    status: Literal["ok", "error", "timeout", "rejected", "invalid", "aborted"]
     latency_ms: float
     output: Any = None
     error: str | None = None
@@ -77,7 +79,8 @@ class ModelPool:
     def __init__(
         self, registry: ModelRegistry, session: aiohttp.ClientSession, *,
         endpoints: dict[str, str] | None = None, threads_per_version: int = 4,
-        max_in_flight: int = 8, breaker_threshold: int = 5, breaker_cooldown: float = 5.0,
+        max_in_flight: int = 8, max_in_flight_remote: int = 256, breaker_threshold: int = 5,
+        breaker_cooldown: float = 5.0,
         load_timeout: float = 300.0, freeze_gc: bool = False,
         on_state: Callable[[str, str, str | None], None] | None = None,
     ) -> None:
@@ -86,6 +89,7 @@ class ModelPool:
         self.endpoints = dict(endpoints or {})
         self.threads_per_version = threads_per_version
         self.max_in_flight = max_in_flight
+        self.max_in_flight_remote = max_in_flight_remote
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown = breaker_cooldown
         self.load_timeout = load_timeout
@@ -170,6 +174,7 @@ class ModelPool:
                       "apply the overlay again")
             return
         except OverlayError as err:
+            entry.permanent = entry.permanent or isinstance(err, ConfigError)
             self._set(entry, "failed", str(err))
             return
         except Exception as err:  # a model's own import or load error: report, keep serving
@@ -239,10 +244,15 @@ class ModelPool:
             detail = f": {entry.error}" if entry is not None and entry.error else ""
             return f"{key} is {state}{detail}"
         now = time.monotonic()
-        if entry.in_flight >= self.max_in_flight:
+        # a call on this process's threads holds a thread; a call over the network holds a
+        # connection, and a provider's answers take seconds: remote versions get more
+        remote = getattr(entry.backend, "remote", False)
+        limit, setting = ((self.max_in_flight_remote, "max_in_flight_remote") if remote
+                          else (self.max_in_flight, "max_in_flight"))
+        if entry.in_flight >= limit:
             return (f"{key} has {entry.in_flight} calls in flight, the most allowed "
-                    "(max_in_flight); it is too slow for the traffic it gets: give it less "
-                    "weight, or start the gateway with a higher max_in_flight")
+                    f"({setting}); it is too slow for the traffic it gets: give it less "
+                    f"weight, or start the gateway with a higher {setting}")
         if not entry.breaker.allow(now):
             return (f"{key} circuit open after {entry.breaker.failures} failures in a row "
                     f"(last: {entry.breaker.last_error}); next try in "
@@ -410,12 +420,12 @@ class StreamCall:
                 return piece.text
 
     async def close(self) -> None:
-        """End the call; one not finished yet ends as an error that is not the model's."""
+        """End the call; one not finished yet is ``aborted`` (not the model's failure)."""
         if self.outcome is None:
             entry, self._entry = self._entry, None
             if entry is not None:
                 entry.in_flight -= 1
-            self._finish("error", "the caller went away before the answer was complete")
+            self._finish("aborted", "the caller went away before the answer was complete")
         pieces = self._pieces
         if pieces is not None and hasattr(pieces, "aclose"):
             await pieces.aclose()

@@ -90,7 +90,8 @@ class GatewayConfig:
     shadow_workers: int = 4  # per model version
     shadow_timeout: float = 30.0
     threads_per_version: int = 4
-    max_in_flight: int = 8
+    max_in_flight: int = 8  # per version on this process's threads (pyfunc)
+    max_in_flight_remote: int = 256  # per version over the network (providers, images)
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
     load_timeout: float = 300.0
@@ -200,11 +201,12 @@ class Gateway:
         self._tracing = tracing_from(self.config.tracer_provider)  # bad OTEL_* fail here
         # one pooled session for hosts and one for HTTP models; connections are bounded per
         # host, so a host that hangs holds only its own connections
-        self._session, self._model_session = _session(), _session()
+        self._session, self._model_session = _session(), _session(passthrough=False)
         self._pool = ModelPool(
             self.registry, self._model_session, endpoints=self.config.endpoints,
             threads_per_version=self.config.threads_per_version,
             max_in_flight=self.config.max_in_flight,
+            max_in_flight_remote=self.config.max_in_flight_remote,
             breaker_threshold=self.config.breaker_threshold,
             breaker_cooldown=self.config.breaker_cooldown,
             load_timeout=self.config.load_timeout, freeze_gc=self.config.freeze_gc,
@@ -345,7 +347,7 @@ class Gateway:
             if tracing is None:
                 return await self._relay(request, session, target, extra, forks, None)
             parent = tracing.current()  # the request's: shadow calls are its children
-            with tracing.host_call(request.method, target.base_url + request.raw_path) as (
+            with tracing.host_call(request.method, target.base_url + request.path) as (
                     span, carrier):
                 try:
                     response = await self._relay(request, session, target, extra + carrier,
@@ -690,14 +692,16 @@ class Gateway:
         }
 
 
-def _session() -> aiohttp.ClientSession:
-    """A pooled outbound session that passes bodies and cookies through untouched."""
+def _session(passthrough: bool = True) -> aiohttp.ClientSession:
+    """A pooled outbound session. ``passthrough`` (host traffic): bodies and headers pass
+    untouched, compressed or not; else (models, whose answers the gateway reads) answers
+    are decompressed."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=MAX_PER_HOST, ttl_dns_cache=300),
-        auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=not passthrough, cookie_jar=aiohttp.DummyCookieJar(),
         # no total: streams may last; a connection (pool wait included) within 30 s
         timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_connect=10),
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept") if passthrough else (),
     )
 
 

@@ -153,7 +153,11 @@ class Tracing:
         parent = propagate.extract(headers)
         attributes: dict[str, Any] = {"http.request.method": method, "url.path": path}
         if host:
-            attributes["server.address"] = host
+            name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+            if name and port.isdigit():
+                attributes["server.address"], attributes["server.port"] = name, int(port)
+            else:
+                attributes["server.address"] = host
         if route is not None:
             attributes["http.route"] = route
         name = f"{method} {route}" if route is not None else method
@@ -164,7 +168,8 @@ class Tracing:
 
     @contextlib.contextmanager
     def host_call(self, method: str, url: str) -> Iterator[tuple[Span, list[tuple[str, str]]]]:
-        """The ``CLIENT`` span of a call to the host, with the trace headers to send it."""
+        """The ``CLIENT`` span of a call to the host, with the trace headers to send it
+        (``url``: without the query, which may carry what is not the trace's to keep)."""
         with self.tracer.start_as_current_span(
                 method, kind=SpanKind.CLIENT,
                 attributes={"http.request.method": method, "url.full": url},

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import json
 import threading
 import time
@@ -15,12 +17,14 @@ from typing import Any
 import cohere
 import pydantic
 from aiohttp import web
+from anthropic.types import ErrorResponse as AnthropicError
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from anthropic.types.message_create_params import (
     MessageCreateParamsNonStreaming,
     MessageCreateParamsStreaming,
 )
+from openai.types import ErrorObject as OpenAIError
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.completion_create_params import (
     CompletionCreateParamsNonStreaming,
@@ -28,22 +32,93 @@ from openai.types.chat.completion_create_params import (
 )
 
 KEY = "sk-test-" + "Zq8vN3xW7tY2pL5mK9rB4cF6"  # never to be seen outside the request header
-OPENAI_REQUEST = pydantic.TypeAdapter(CompletionCreateParamsNonStreaming)
-ANTHROPIC_REQUEST = pydantic.TypeAdapter(MessageCreateParamsNonStreaming)
-OPENAI_STREAM_REQUEST = pydantic.TypeAdapter(CompletionCreateParamsStreaming)
-ANTHROPIC_STREAM_REQUEST = pydantic.TypeAdapter(MessageCreateParamsStreaming)
 ANTHROPIC_EVENT = pydantic.TypeAdapter(RawMessageStreamEvent)
 COHERE_MESSAGES = pydantic.TypeAdapter(list[cohere.ChatMessageV2])
+COHERE_KEYS = (frozenset(inspect.signature(cohere.ClientV2.chat).parameters)
+               - {"self", "request_options"}) | {"stream"}
+COHERE_TYPES: dict[str, Any] = {"model": str, "temperature": float, "p": float, "k": int,
+                                "max_tokens": int, "seed": int, "stream": bool}
 PROVIDERS = {  # provider -> (registered params, the fake's base path)
     "openai": ({"model": "gpt-4o-mini", "temperature": 0.2}, "/v1"),
-    "anthropic": ({"model": "claude-sonnet-4-5", "temperature": 0.2}, "/v1"),
+    # Anthropic's API refuses sampling settings since version 2026-10-21
+    "anthropic": ({"model": "claude-sonnet-5-5", "max_tokens": 512}, "/v1"),
     "cohere": ({"model": "command-r", "temperature": 0.2}, "/v2"),
+    "ollama": ({"model": "llama3.2", "temperature": 0.2}, "/ollama/v1"),  # keyless
 }
+
+
+@functools.cache
+def _adapter(typed: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(typed)  # (slow to build: once per type)
+
+
+def _keys(typed: Any) -> frozenset[str]:
+    return frozenset(typed.__required_keys__ | typed.__optional_keys__)
+
+
+def check_request(provider: str, body: dict[str, Any], headers: Any) -> str | None:
+    """What is wrong with a request for the provider's API (None: nothing), by the official
+    request types: unknown fields refused (the types alone let them through) and lazily
+    validated message lists read to the end. Anthropic: the types are those of API version
+    2026-10-21 (the SDK's); the 2023-06-01 version also takes sampling settings."""
+    streamed = body.get("stream") is True
+    if provider == "anthropic":
+        version = headers.get("anthropic-version")
+        if version not in ("2026-10-21", "2023-06-01"):
+            return f"anthropic-version {version!r} is not a Messages API version"
+        if version == "2023-06-01":
+            body = {k: v for k, v in body.items() if k not in ("temperature", "top_p", "top_k")}
+    try:
+        if provider in ("openai", "ollama", "anthropic"):
+            if provider == "anthropic":
+                typed: Any = MessageCreateParamsStreaming if streamed else (
+                    MessageCreateParamsNonStreaming)
+            else:
+                typed = CompletionCreateParamsStreaming if streamed else (
+                    CompletionCreateParamsNonStreaming)
+            unknown = set(body) - _keys(typed)
+            if unknown:
+                return f"unknown fields {sorted(unknown)}"
+            checked = _adapter(typed).validate_python(body)
+            list(checked["messages"])  # an Iterable[...] field is checked as it is read
+        else:
+            unknown = set(body) - COHERE_KEYS
+            if unknown:
+                return f"unknown fields {sorted(unknown)}"
+            COHERE_MESSAGES.validate_python(body["messages"])
+            for name, kind in COHERE_TYPES.items():
+                if name in body and not isinstance(body[name], kind | (int if kind is float
+                                                                       else kind)):
+                    return f"{name} must be {kind.__name__}"
+            stops = body.get("stop_sequences", [])
+            if not (isinstance(stops, list) and all(isinstance(x, str) for x in stops)):
+                return "stop_sequences must be a list of strings"
+    except (pydantic.ValidationError, KeyError, TypeError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error",
+                     429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+
+
+def error_body(provider: str, status: int, message: str) -> dict[str, Any]:
+    """An error answer in the provider's own shape (built with its types)."""
+    if provider == "anthropic":
+        return AnthropicError.model_validate({"type": "error", "error": {
+            "type": _ANTHROPIC_ERRORS.get(status, "api_error"), "message": message},
+        }).model_dump(mode="json", exclude_none=True)
+    if provider == "cohere":
+        return {"message": message}
+    kind = {401: "invalid_request_error", 429: "requests"}.get(status, "server_error")
+    return {"error": OpenAIError.model_validate({
+        "message": message, "type": kind, "param": None,
+        "code": "invalid_api_key" if status == 401 else None}).model_dump(mode="json")}
 
 
 def _answer(provider: str, model: str, text: str) -> dict[str, Any]:
     """An answer built with the provider's own response type."""
-    if provider == "openai":
+    if provider in ("openai", "ollama"):
         return ChatCompletion.model_validate({
             "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
             "model": model, "usage": {"prompt_tokens": 11, "completion_tokens": 3,
@@ -69,7 +144,7 @@ def stream_events(provider: str, model: str, text: str) -> list[tuple[str | None
     built with the provider's own stream types."""
     words = [w + " " for w in text.split(" ")]
     words[-1] = words[-1].rstrip()
-    if provider == "openai":
+    if provider in ("openai", "ollama"):
         def chunk(**fields: Any) -> str:
             return ChatCompletionChunk.model_validate({
                 "id": "chatcmpl-1", "object": "chat.completion.chunk",
@@ -131,6 +206,7 @@ class FakeProviders:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.refused: list[tuple[str, str]] = []  # requests the real API would refuse
         self.busy = 0
         self.loop = asyncio.new_event_loop()
         self.url = ""
@@ -139,34 +215,34 @@ class FakeProviders:
         async def handle(request: web.Request) -> web.Response:
             body = await request.json()
             streamed = body.get("stream") is True
-            if provider == "openai":
-                (OPENAI_STREAM_REQUEST if streamed else OPENAI_REQUEST).validate_python(body)
-            elif provider == "anthropic":
-                (ANTHROPIC_STREAM_REQUEST if streamed else ANTHROPIC_REQUEST
-                 ).validate_python(body)
-            else:
-                COHERE_MESSAGES.validate_python(body["messages"])
-                assert isinstance(body["model"], str)
+            wrong = check_request(provider, body, request.headers)
+            if wrong is not None:  # what the real API would refuse: the test sees why
+                self.refused.append((provider, wrong))
+                return web.json_response(error_body(provider, 400, f"fake {provider}: {wrong}"),
+                                         status=400)
             self.requests.append((provider, body, dict(request.headers)))
             last = body["messages"][-1]["content"]
+
+            def error(status: int, message: str, **headers: str) -> web.Response:
+                return web.json_response(error_body(provider, status, message), status=status,
+                                         headers=headers)
+
             if last == "fail":
-                return web.json_response({"error": {"message": "overloaded"}}, status=500)
+                return error(500, "The server had an error while processing your request.")
             if last == "deny":  # as OpenAI does: the key, partly masked, in the message
                 shown = f"{KEY[:8]}{'*' * 16}{KEY[-4:]}"
-                return web.json_response(
-                    {"error": {"message": f"Incorrect API key provided: {shown}."}}, status=401)
+                return error(401, f"Incorrect API key provided: {shown}.")
             if last == "too long":  # what a provider says of a prompt past its context
-                return web.json_response({"error": {"message": "context length"}}, status=400)
+                return error(400, "prompt is too long: 210000 tokens > 200000 maximum")
             if last == "overloaded":
-                return web.json_response({"error": {"message": "overloaded"}}, status=529)
+                return error(529, "Overloaded")
             if last == "busy":  # 429 with a retry-after the gateway must honour
                 self.busy += 1
                 if self.busy % 2:
-                    return web.json_response({"error": {"message": "rate limited"}},
-                                             status=429, headers={"retry-after-ms": "150"})
+                    return error(429, "Rate limit reached", **{"retry-after-ms": "150"})
             if last == "late fail":
                 await asyncio.sleep(0.4)
-                return web.json_response({"error": {"message": "late"}}, status=500)
+                return error(500, "late")
             if last == "slow":
                 await asyncio.sleep(2)
             if streamed:
@@ -192,7 +268,7 @@ class FakeProviders:
             if index == first_text and last in ("stall", "break"):
                 if last == "stall":
                     await asyncio.sleep(2)
-                elif provider == "openai":
+                elif provider in ("openai", "ollama"):
                     await response.write(sse(None, json.dumps({"error": {
                         "message": "server overloaded", "type": "server_error"}})))
                 elif provider == "anthropic":
@@ -210,6 +286,7 @@ class FakeProviders:
         app.router.add_post("/v1/chat/completions", self._handler("openai"))
         app.router.add_post("/v1/messages", self._handler("anthropic"))
         app.router.add_post("/v2/chat", self._handler("cohere"))
+        app.router.add_post("/ollama/v1/chat/completions", self._handler("ollama"))
         self.runner = web.AppRunner(app, access_log=None)
         ready = threading.Event()
 

@@ -222,6 +222,27 @@ def test_a_failed_model_call_is_an_error_span(
     assert request.status.status_code == StatusCode.ERROR  # a 502
 
 
+def test_failed_provider_calls_leave_no_key_in_spans(
+        traced: tuple[GatewayHandle, dict[str, Overlay]], spans: InMemorySpanExporter) -> None:
+    gw, _ = traced
+    trace = "a" * 32
+    for body in ({"inputs": "deny"}, {"inputs": "deny", "stream": True},
+                 {"inputs": "break", "stream": True}):
+        asyncio.run(_raw_post(f"{gw.url}/_overlay/chatty/invoke", body,
+                              {"traceparent": f"00-{trace}-{PARENT}-01"}))
+    found = _wait_for(spans, trace, 6)
+    failed = [s for s in found if s.name.startswith("chat ")]
+    assert len(failed) == 3 and all(s.status.status_code == StatusCode.ERROR for s in failed)
+    said = json.dumps([[dict(s.attributes or {}), s.status.description] for s in found])
+    assert "401" in said  # the provider's refusal is there...
+    assert KEY not in said and KEY[-4:] not in said  # ...without the key, whole or shown
+
+
+async def _raw_post(url: str, body: Any, headers: dict[str, str]) -> bytes:
+    async with aiohttp.ClientSession() as s, s.post(url, json=body, headers=headers) as r:
+        return await r.read()
+
+
 # -- configuration by the OTEL_* variables ---------------------------------------------------
 
 
