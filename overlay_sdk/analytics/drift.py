@@ -1,0 +1,296 @@
+"""Drift of a model's inputs and outputs from a reference: :func:`drift_report`.
+
+One row per feature (column), tested by kind:
+
+- numbers: two-sample Kolmogorov-Smirnov on the non-missing values (scipy's statistic and
+  p-value, see :mod:`.stats`), with the Wasserstein distance and PSI as effect sizes;
+- categories (text with few distinct values, booleans): chi-square on the contingency
+  table, with PSI and the Jensen-Shannon distance;
+- free text (model outputs): the distributions of its length in characters and in
+  whitespace-separated tokens, each tested as numbers (``answer.length``,
+  ``answer.tokens``).
+
+P-values are corrected across the features tested together (``correction``), and a
+feature is ``drifted`` when its adjusted p-value is below ``alpha``. What cannot be tested
+(a column on one side only, an empty side, a single category) gets no p-value and a
+``message`` saying why, never a misleading number.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from overlay_sdk.analytics.stats import (
+    CORRECTIONS,
+    adjust,
+    category_tests,
+    ks_sorted,
+    psi,
+    wasserstein_sorted,
+)
+from overlay_sdk.errors import ValidationError
+
+__all__ = ["REPORT_COLUMNS", "TESTS", "DriftReport", "drift_report", "feature_kind"]
+
+TESTS = ("ks", "chi2", "text")
+REPORT_COLUMNS = ("feature", "kind", "test", "statistic", "p_value", "p_adjusted", "drifted",
+                  "wasserstein", "psi", "js", "rows_reference", "rows_current",
+                  "missing_reference", "missing_current", "message")
+PROGRESS_ROWS = 1_000_000  # a progress bar past this many values in all
+PARALLEL_ROWS = 200_000  # columns tested on threads past this many values in all
+TEXT_MIN_DISTINCT = 50  # strings with more distinct values than this, mostly unique: text
+_GRID = 101  # points kept per side to draw a feature's distributions
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What is kept of a feature's two samples for its plot (a quantile grid, or the
+    category shares): a report on 10^6 rows does not keep 10^6 rows."""
+
+    kind: str
+    reference: Any
+    current: Any
+
+
+@dataclass
+class DriftReport:
+    """A drift report: :attr:`frame` has one row per feature (:data:`REPORT_COLUMNS`).
+
+    ``report.drifted`` lists the drifted features; ``report.plot()`` draws the p-values
+    and each feature's reference and current distributions (plotly)."""
+
+    frame: pd.DataFrame
+    alpha: float
+    correction: str
+    shapes: dict[str, _Shape] = field(default_factory=dict, repr=False)
+
+    @property
+    def drifted(self) -> list[str]:
+        return [str(f) for f in self.frame.loc[self.frame["drifted"], "feature"]]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        tested = int(self.frame["p_value"].notna().sum())
+        return (f"<DriftReport {len(self.frame)} features, {tested} tested, "
+                f"{len(self.drifted)} drifted (alpha {self.alpha}, {self.correction})>")
+
+    def _repr_html_(self) -> str:
+        drifted = self.drifted
+        head = (f"<p><b>Drift</b>: {len(drifted)} of {len(self.frame)} features drifted "
+                f"(adjusted p &lt; {self.alpha}, {escape(self.correction)})"
+                + (f": {escape(', '.join(drifted))}" if drifted else "") + "</p>")
+        styled = self.frame.style.apply(
+            lambda row: ["background-color: rgba(198,40,40,0.15)" if row["drifted"] else ""
+                         for _ in row], axis=1).format(precision=4, na_rep="")
+        return head + str(styled.to_html())
+
+    def plot(self, features: list[str] | None = None) -> list[Any]:
+        """Plotly figures: the adjusted p-value per feature (with ``alpha``), then for each
+        of ``features`` (default: the tested ones, drifted first) the reference and current
+        distributions (ECDF for numbers, shares for categories)."""
+        from overlay_sdk.analytics.drift_plots import feature_figure, p_value_figure
+
+        if features is None:
+            order = self.frame.sort_values(["drifted", "p_adjusted"], ascending=[False, True])
+            features = [f for f in order["feature"] if f in self.shapes]
+        unknown = [f for f in features if f not in self.shapes]
+        if unknown:
+            raise ValidationError.at("features", f"{unknown[0]!r} has no distribution to "
+                                     f"draw; choose among {', '.join(self.shapes)}")
+        figures = [p_value_figure(self.frame, self.alpha)]
+        for name in features:
+            row = self.frame.set_index("feature").loc[name]
+            figures.append(feature_figure(name, self.shapes[name], row))
+        return figures
+
+
+def feature_kind(values: pd.Series) -> str:
+    """``ks`` (numbers), ``chi2`` (categories, booleans) or ``text`` (strings that are
+    mostly distinct: free text such as a model's answers)."""
+    if pd.api.types.is_bool_dtype(values):
+        return "chi2"
+    if pd.api.types.is_numeric_dtype(values):
+        return "ks"
+    present = values.dropna()
+    if present.empty:
+        return "chi2"
+    if pd.api.types.is_numeric_dtype(pd.Series(present.tolist())) and not present.map(
+            lambda v: isinstance(v, str | bool)).any():
+        return "ks"
+    distinct = present.astype(str).nunique()
+    text = bool(distinct > TEXT_MIN_DISTINCT and distinct > 0.5 * len(present))
+    return "text" if text else "chi2"
+
+
+def _kind(ref: pd.Series, cur: pd.Series) -> str:
+    numeric = pd.api.types.is_numeric_dtype
+    boolean = pd.api.types.is_bool_dtype
+    if numeric(ref) and numeric(cur) and not (boolean(ref) or boolean(cur)):
+        return "ks"
+    return feature_kind(pd.concat([ref.head(1000), cur.head(1000)], ignore_index=True))
+
+
+def _numbers(values: pd.Series) -> tuple[np.ndarray, int]:
+    """Sorted non-missing values as floats, and how many were missing."""
+    array = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    present = array[~np.isnan(array)]
+    present.sort()
+    return present, len(array) - len(present)
+
+
+def _grid(values: np.ndarray) -> np.ndarray:
+    return np.quantile(values, np.linspace(0, 1, _GRID)) if len(values) else values
+
+
+def _row(feature: str, kind: str, test: str, ref_rows: int, cur_rows: int,
+         ref_missing: int, cur_missing: int) -> dict[str, Any]:
+    return {"feature": feature, "kind": kind, "test": test, "statistic": math.nan,
+            "p_value": math.nan, "wasserstein": math.nan, "psi": math.nan, "js": math.nan,
+            "rows_reference": ref_rows, "rows_current": cur_rows,
+            "missing_reference": ref_missing, "missing_current": cur_missing, "message": ""}
+
+
+def _empty_side(row: dict[str, Any], ref_n: int, cur_n: int) -> bool:
+    """Say why a side with no values cannot be tested; True when that is the case."""
+    if ref_n and cur_n:
+        return False
+    sides = [name for name, n in (("reference", ref_n), ("current", cur_n)) if not n]
+    missing = [row[f"missing_{s}"] for s in sides]
+    row["message"] = " and ".join(
+        f"no values in {s}" + (f" ({m} missing)" if m else "") for s, m in zip(sides, missing,
+                                                                                 strict=True))
+    return True
+
+
+def _numeric(feature: str, ref: pd.Series, cur: pd.Series, kind: str = "numeric"
+             ) -> tuple[dict[str, Any], _Shape | None]:
+    a, ref_missing = _numbers(ref)
+    b, cur_missing = _numbers(cur)
+    row = _row(feature, kind, "ks", len(a), len(b), ref_missing, cur_missing)
+    if _empty_side(row, len(a), len(b)):
+        return row, None
+    d, p = ks_sorted(a, b)
+    row.update(statistic=d, p_value=p, wasserstein=wasserstein_sorted(a, b), psi=psi(a, b))
+    if a[0] == a[-1] and b[0] == b[-1]:
+        row["message"] = ("constant on both sides" if a[0] == b[0] else
+                          f"constant on each side, {a[0]:g} then {b[0]:g}")
+    elif a[0] == a[-1]:
+        row["message"] = "constant in reference"
+    return row, _Shape("numeric", _grid(a), _grid(b))
+
+
+def _categorical(feature: str, ref: pd.Series, cur: pd.Series
+                 ) -> tuple[dict[str, Any], _Shape | None]:
+    a, b = ref.dropna(), cur.dropna()
+    row = _row(feature, "categorical", "chi2", len(a), len(b), len(ref) - len(a),
+               len(cur) - len(b))
+    if _empty_side(row, len(a), len(b)):
+        return row, None
+    out = category_tests(a.astype(str).tolist(), b.astype(str).tolist())
+    row.update(statistic=out["statistic"], p_value=out["p_value"], psi=out["psi"],
+               js=out["js"])
+    if out["categories"] < 2:
+        row["message"] = "a single category on both sides: nothing to test"
+    shares = (a.astype(str).value_counts(normalize=True),
+              b.astype(str).value_counts(normalize=True))
+    return row, _Shape("categorical", *shares)
+
+
+def _text(feature: str, ref: pd.Series, cur: pd.Series
+          ) -> list[tuple[dict[str, Any], _Shape | None]]:
+    out = []
+    for suffix, measure in (("length", len), ("tokens", lambda s: len(s.split()))):
+        def sized(values: pd.Series, f: Callable[[str], int] = measure) -> pd.Series:
+            return values.map(lambda v: f(str(v)) if isinstance(v, str) else np.nan)
+        row, shape = _numeric(f"{feature}.{suffix}", sized(ref), sized(cur), kind="text")
+        out.append((row, shape))
+    return out
+
+
+def _check(reference: Any, current: Any, alpha: float, correction: str, tests: Any) -> None:
+    for name, frame in (("reference", reference), ("current", current)):
+        if not isinstance(frame, pd.DataFrame):
+            raise ValidationError.at(name, f"give a pandas DataFrame, got "
+                                     f"{type(frame).__name__}")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ValidationError.at("alpha", f"give a significance level between 0 and 1, got "
+                                 f"{alpha!r}")
+    if correction not in CORRECTIONS:
+        raise ValidationError.at("correction", f"give one of {', '.join(CORRECTIONS)}, got "
+                                 f"{correction!r}")
+    if tests != "auto":
+        if not isinstance(tests, Mapping):
+            raise ValidationError.at("tests", 'give "auto" or {column: "ks"|"chi2"|"text"}')
+        for column, test in tests.items():
+            if test not in TESTS:
+                raise ValidationError.at(f"tests.{column}", f"give one of {', '.join(TESTS)}, "
+                                         f"got {test!r}")
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, alpha: float = 0.05,
+                 correction: str = "fdr_bh", tests: str | Mapping[str, str] = "auto",
+                 progress: bool | None = None, threads: int | None = None) -> DriftReport:
+    """Test every column of ``current`` against ``reference`` (see the module docstring).
+
+    ``tests``: ``"auto"`` (by dtype) or ``{column: "ks"|"chi2"|"text"}`` for some columns.
+    ``progress``: a progress bar (default: past 10^6 values). ``threads``: how many columns
+    are tested at once (default: the machine's cores; numpy releases the GIL)."""
+    _check(reference, current, alpha, correction, tests)
+    chosen = tests if isinstance(tests, Mapping) else {}
+    columns = list(dict.fromkeys([*map(str, reference.columns), *map(str, current.columns)]))
+    ref_columns = {str(c): c for c in reference.columns}
+    cur_columns = {str(c): c for c in current.columns}
+    rows: dict[str, list[tuple[dict[str, Any], _Shape | None]]] = {}
+    jobs: dict[str, Callable[[], list[tuple[dict[str, Any], _Shape | None]]]] = {}
+    for name in columns:
+        if name not in ref_columns or name not in cur_columns:
+            side = "reference" if name in ref_columns else "current"
+            row = _row(name, "", "", 0, 0, 0, 0)
+            row["message"] = f"only in {side}: nothing to compare it with"
+            rows[name] = [(row, None)]
+            continue
+        ref, cur = reference[ref_columns[name]], current[cur_columns[name]]
+        kind = chosen.get(name) or _kind(ref, cur)
+        jobs[name] = _job(kind, name, ref, cur)
+    total = (len(reference) + len(current)) * len(jobs)
+    show = progress if progress is not None else total > PROGRESS_ROWS
+    workers = threads or min(len(jobs), os.cpu_count() or 1) or 1
+    if workers == 1 or total < PARALLEL_ROWS:  # threads cost more than they save here
+        for name, job in jobs.items():
+            rows[name] = job()
+        jobs = {}
+    with concurrent.futures.ThreadPoolExecutor(max(workers, 1)) as pool:
+        futures = {pool.submit(job): name for name, job in jobs.items()}
+        done = concurrent.futures.as_completed(futures)
+        if show:
+            from tqdm.auto import tqdm
+            done = tqdm(done, total=len(futures), desc="drift", unit="feature")
+        for future in done:
+            rows[futures[future]] = future.result()
+    flat = [pair for name in columns for pair in rows[name]]
+    frame = pd.DataFrame([row for row, _ in flat], columns=[
+        c for c in REPORT_COLUMNS if c not in ("p_adjusted", "drifted")])
+    frame.insert(5, "p_adjusted", adjust(frame["p_value"].to_numpy(), correction))
+    frame.insert(6, "drifted", (frame["p_adjusted"] < alpha).to_numpy())
+    shapes = {row["feature"]: shape for row, shape in flat if shape is not None}
+    return DriftReport(frame, float(alpha), correction, shapes)
+
+
+def _job(kind: str, name: str, ref: pd.Series, cur: pd.Series
+         ) -> Callable[[], list[tuple[dict[str, Any], _Shape | None]]]:
+    if kind == "ks":
+        return lambda: [_numeric(name, ref, cur)]
+    if kind == "text":
+        return lambda: _text(name, ref, cur)
+    return lambda: [_categorical(name, ref, cur)]

@@ -1,0 +1,61 @@
+"""Plotly figures of a drift report: adjusted p-values per feature, and a feature's
+reference and current distributions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["feature_figure", "p_value_figure"]
+
+REFERENCE = "#546e7a"
+CURRENT = "#ef6c00"
+DRIFTED = "#c62828"
+STABLE = "#2e7d32"
+
+
+def p_value_figure(frame: pd.DataFrame, alpha: float) -> go.Figure:
+    """Adjusted p-value per tested feature on a log scale, the ``alpha`` line, drifted
+    features in red."""
+    tested = frame[frame["p_adjusted"].notna()].sort_values("p_adjusted")
+    floor = 1e-300
+    values = np.maximum(tested["p_adjusted"].to_numpy(dtype=float), floor)
+    figure = go.Figure(go.Bar(
+        x=tested["feature"], y=values,
+        marker_color=[DRIFTED if d else STABLE for d in tested["drifted"]],
+        customdata=np.stack([tested["test"], tested["statistic"]], axis=-1),
+        hovertemplate="%{x}<br>adjusted p %{y:.3g}<br>%{customdata[0]} statistic "
+                      "%{customdata[1]:.4f}<extra></extra>"))
+    figure.add_hline(y=alpha, line_dash="dash", annotation_text=f"alpha {alpha}")
+    figure.update_layout(title="Drift: adjusted p-value per feature (red: drifted)",
+                         yaxis_type="log", yaxis_title="adjusted p-value",
+                         xaxis_title="feature", template="plotly_white", height=380)
+    return figure
+
+
+def feature_figure(name: str, shape: Any, row: pd.Series) -> go.Figure:
+    """Reference against current for one feature: ECDFs for numbers, shares for
+    categories; the title gives the test's verdict."""
+    verdict = ("drifted" if row["drifted"] else "no drift shown") if pd.notna(
+        row["p_adjusted"]) else (row["message"] or "not tested")
+    p = f", adjusted p {row['p_adjusted']:.3g}" if pd.notna(row["p_adjusted"]) else ""
+    figure = go.Figure()
+    if shape.kind == "numeric":
+        levels = np.linspace(0, 1, len(shape.reference))
+        figure.add_trace(go.Scatter(x=shape.reference, y=levels, name="reference",
+                                    line={"color": REFERENCE, "shape": "hv"}))
+        figure.add_trace(go.Scatter(x=shape.current, y=np.linspace(0, 1, len(shape.current)),
+                                    name="current", line={"color": CURRENT, "shape": "hv"}))
+        figure.update_layout(yaxis_title="cumulative share", xaxis_title=name)
+    else:
+        categories = sorted(set(shape.reference.index) | set(shape.current.index))
+        figure.add_trace(go.Bar(x=categories, y=[shape.reference.get(c, 0) for c in categories],
+                                name="reference", marker_color=REFERENCE))
+        figure.add_trace(go.Bar(x=categories, y=[shape.current.get(c, 0) for c in categories],
+                                name="current", marker_color=CURRENT))
+        figure.update_layout(barmode="group", yaxis_title="share", xaxis_title=name)
+    figure.update_layout(title=f"{name}: {verdict}{p}", template="plotly_white", height=340)
+    return figure

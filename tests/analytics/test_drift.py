@@ -1,0 +1,151 @@
+"""drift_report (issue 6): right tests per kind, honest messages, error rates and power."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from overlay_sdk.analytics.drift import REPORT_COLUMNS, drift_report, feature_kind
+from overlay_sdk.errors import ValidationError
+
+
+def _frame(seed: int, n: int, features: int, shift: float = 0.0, shifted: int = 0
+           ) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = rng.normal(size=(n, features))
+    data[:, :shifted] += shift
+    return pd.DataFrame(data, columns=[f"x{i}" for i in range(features)])
+
+
+def test_a_report_has_a_row_per_feature_with_every_column() -> None:
+    ref, cur = _frame(1, 500, 3), _frame(2, 400, 3, shift=1.0, shifted=1)
+    report = drift_report(ref, cur)
+    assert list(report.frame.columns) == list(REPORT_COLUMNS)
+    assert list(report.frame["feature"]) == ["x0", "x1", "x2"]
+    assert report.drifted == ["x0"]
+    row = report.frame.iloc[0]
+    expected = stats.ks_2samp(ref["x0"], cur["x0"])
+    assert row["statistic"] == pytest.approx(expected.statistic, abs=1e-12)
+    assert row["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+    assert row["wasserstein"] == pytest.approx(stats.wasserstein_distance(ref["x0"], cur["x0"]))
+    assert (row["rows_reference"], row["rows_current"]) == (500, 400)
+    assert "1 drifted" in repr(report) and "x0" in report._repr_html_()
+
+
+def test_missing_values_are_counted_and_left_out_of_the_test() -> None:
+    ref, cur = _frame(3, 300, 1), _frame(4, 300, 1)
+    cur.loc[:49, "x0"] = np.nan
+    row = drift_report(ref, cur).frame.iloc[0]
+    assert (row["missing_reference"], row["missing_current"]) == (0, 50)
+    assert row["rows_current"] == 250
+    expected = stats.ks_2samp(ref["x0"], cur["x0"].dropna())
+    assert row["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+
+
+@pytest.mark.parametrize(("ref", "cur", "message"), [
+    (pd.DataFrame({"a": [1.0, 2.0]}), pd.DataFrame({"a": pd.Series([], dtype=float)}),
+     "no values in current"),
+    (pd.DataFrame({"a": [1.0, 2.0]}), pd.DataFrame({"a": [np.nan, np.nan]}),
+     "no values in current (2 missing)"),
+    (pd.DataFrame({"a": ["x", "x"]}), pd.DataFrame({"a": ["x", "x", "x"]}),
+     "a single category on both sides"),
+    (pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2]}), pd.DataFrame({"a": [1.0, 3.0]}),
+     "only in reference"),
+    (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [1.0], "c": ["new"]}), "only in current"),
+])
+def test_what_cannot_be_tested_says_why_and_has_no_p_value(ref: pd.DataFrame,
+                                                           cur: pd.DataFrame,
+                                                           message: str) -> None:
+    frame = drift_report(ref, cur).frame
+    row = frame[frame["message"].str.contains(message, regex=False)]
+    assert len(row) == 1, frame
+    assert np.isnan(row["p_value"].iloc[0]) and not row["drifted"].iloc[0]
+
+
+def test_constant_columns() -> None:
+    same = drift_report(pd.DataFrame({"a": [5.0] * 30}), pd.DataFrame({"a": [5.0] * 40}))
+    row = same.frame.iloc[0]
+    assert row["message"] == "constant on both sides" and row["p_value"] == 1.0
+    assert not row["drifted"]
+    moved = drift_report(pd.DataFrame({"a": [5.0] * 30}), pd.DataFrame({"a": [6.0] * 40}))
+    row = moved.frame.iloc[0]
+    assert row["drifted"] and "5 then 6" in row["message"]
+
+
+def test_categories_and_booleans_get_chi_square() -> None:
+    ref = pd.DataFrame({"plan": ["basic"] * 60 + ["pro"] * 40, "vip": [True] * 10 + [False] * 90})
+    cur = pd.DataFrame({"plan": ["basic"] * 20 + ["pro"] * 80, "vip": [True] * 12 + [False] * 88})
+    frame = drift_report(ref, cur).frame.set_index("feature")
+    assert frame.loc["plan", "test"] == "chi2" and frame.loc["plan", "drifted"]
+    assert frame.loc["vip", "test"] == "chi2" and not frame.loc["vip", "drifted"]
+    assert frame.loc["plan", "js"] > 0
+
+
+def test_text_outputs_are_compared_by_length_and_tokens() -> None:
+    rng = np.random.default_rng(5)
+    ref = pd.DataFrame({"answer": [" ".join(["word"] * int(k)) + f" {i}"
+                                   for i, k in enumerate(rng.integers(5, 10, 300))]})
+    cur = pd.DataFrame({"answer": [" ".join(["word"] * int(k)) + f" {i}"
+                                   for i, k in enumerate(rng.integers(20, 30, 300))]})
+    assert feature_kind(ref["answer"]) == "text"
+    frame = drift_report(ref, cur).frame.set_index("feature")
+    assert list(frame.index) == ["answer.length", "answer.tokens"]
+    assert frame["drifted"].all() and set(frame["kind"]) == {"text"}
+
+
+def test_tests_can_be_chosen_per_column() -> None:
+    ref = pd.DataFrame({"code": [1, 2, 3] * 50})
+    cur = pd.DataFrame({"code": [1, 2, 3, 3] * 40})
+    frame = drift_report(ref, cur, tests={"code": "chi2"}).frame
+    assert frame["test"].iloc[0] == "chi2"
+    with pytest.raises(ValidationError, match=r"tests\.code"):
+        drift_report(ref, cur, tests={"code": "anova"})
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"alpha": 1.5}, "alpha"), ({"correction": "sidak"}, "correction"),
+])
+def test_bad_settings_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        drift_report(_frame(1, 10, 1), _frame(2, 10, 1), **kwargs)  # type: ignore[arg-type]
+    assert list(err.value.paths) == [field]
+
+
+def test_a_list_is_not_a_frame() -> None:
+    with pytest.raises(ValidationError, match="reference"):
+        drift_report([1, 2], _frame(2, 10, 1))  # type: ignore[arg-type]
+
+
+def test_false_alarms_stay_within_alpha_across_1000_null_reports() -> None:
+    """1,000 reports of 20 features with no drift: the share of reports that call any
+    feature drifted (after Benjamini-Hochberg) stays <= alpha + 0.02."""
+    alarms = 0
+    rng = np.random.default_rng(2026)
+    for _ in range(1000):
+        ref = pd.DataFrame(rng.normal(size=(60, 20)))
+        cur = pd.DataFrame(rng.normal(size=(60, 20)))
+        alarms += bool(drift_report(ref, cur, threads=1).drifted)
+    assert alarms / 1000 <= 0.05 + 0.02, alarms
+
+
+def test_a_tenth_of_a_sigma_is_found_at_ten_thousand_rows() -> None:
+    found = 0
+    for seed in range(20):
+        ref = _frame(seed, 10_000, 20)
+        cur = _frame(seed + 1000, 10_000, 20, shift=0.1, shifted=1)
+        found += "x0" in drift_report(ref, cur).drifted
+    assert found / 20 >= 0.9, found
+
+
+def test_plots() -> None:
+    ref = pd.DataFrame({"x": np.arange(100.0), "plan": ["a", "b"] * 50})
+    cur = pd.DataFrame({"x": np.arange(100.0) + 30, "plan": ["a"] * 70 + ["b"] * 30})
+    report = drift_report(ref, cur)
+    figures = report.plot()
+    assert len(figures) == 3
+    assert figures[0].layout.yaxis.type == "log"
+    assert {t.name for t in figures[1].data} == {"reference", "current"}
+    with pytest.raises(ValidationError, match="features"):
+        report.plot(["nope"])
