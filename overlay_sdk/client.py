@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.errors import (
     ConflictError,
     FieldError,
@@ -26,7 +27,9 @@ from overlay_sdk.errors import (
     ValidationError,
 )
 from overlay_sdk.home import resolve_home
+from overlay_sdk.observe import spend
 from overlay_sdk.overlays import Overlay, Overlays
+from overlay_sdk.prices import PriceBook
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_aliases import AliasMove
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
@@ -114,6 +117,17 @@ class ControlPlane:
         with contextlib.suppress(ValueError):
             self.models.alias_checks.remove(self._check_alias_move)
         self.store.close()
+
+    @property
+    def prices(self) -> PriceBook:
+        """The price catalog calls are priced with (``cp.prices.set_tokens(...)``,
+        ``set_compute(...)``, ``frame()``)."""
+        return PriceBook(self.home)
+
+    def cost(self, *, by: str = "overlay", since: Any = None) -> CostFrame:
+        """What every overlay's model calls cost: per ``"overlay"`` (default), per model
+        ``"version"``, or per ``"hour"``/``"day"``; ``.plot()``, ``.total_usd``."""
+        return spend(self.telemetry_url, since=since, by=by)
 
     @property
     def telemetry_url(self) -> str:

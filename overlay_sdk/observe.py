@@ -18,13 +18,15 @@ from typing import Any
 
 import pandas as pd
 
+from overlay_sdk.analytics.cost import cost_frame
+from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.telemetry import read_calls
 from overlay_sdk.when import parse_when
 
 __all__ = ["METRIC_COLUMNS", "OverlayStatus", "metrics_frame", "overlay_metrics",
-           "overlay_status"]
+           "overlay_status", "spend"]
 
 METRIC_COLUMNS = ("calls", "errors", "timeouts", "rejected", "error_rate", "p50_ms", "p95_ms",
                   "p99_ms", "mean_ms", "share")
@@ -170,3 +172,18 @@ def overlay_metrics(url: str, name: str, *, since: Any = None, by: str | None = 
     if first_revision > 1:
         calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
     return metrics_frame(calls, by)
+
+
+def spend(url: str, *, name: str | None = None, since: Any = None, by: str = "version",
+          first_revision: int = 1, budget: float | None = None,
+          now: datetime | None = None) -> CostFrame:
+    """Spend of overlay ``name`` (or of every overlay) from the telemetry store at ``url``:
+    :func:`overlay_sdk.analytics.cost.cost_frame` as a :class:`CostFrame`."""
+    start = parse_when(since, now or datetime.now(UTC), field="since") if since is not None \
+        else None
+    calls = read_calls(url, overlay=name, since=start, payloads=False)
+    if first_revision > 1:
+        calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
+    frame = CostFrame(cost_frame(calls, by))
+    frame.budget_usd_per_day = budget
+    return frame

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from overlay_sdk import traffic
+from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.errors import ConflictError, NotFoundError, ValidationError
-from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status
+from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status, spend
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
 from overlay_sdk.store import Revision
 
@@ -344,13 +345,26 @@ class Overlay:
         ``by="minute"|"hour"|"day"`` adds a time column;
         ``by=None`` returns the call records (sampled inputs as ``input.<feature>``).
         ``since``: a datetime or a phrase such as "an hour ago"."""
-        history = self._cp.store.history(self.name)
-        created = 1  # the first revision after the last deletion
-        for before, after in itertools.pairwise(history):
+        return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by,
+                               first_revision=self._created())
+
+    def _created(self) -> int:
+        """The first revision after the overlay's last deletion (metrics start afresh)."""
+        created = 1
+        for before, after in itertools.pairwise(self._cp.store.history(self.name)):
             if before.action == "delete" and after.action == "apply":
                 created = after.revision
-        return overlay_metrics(self._cp.telemetry_url, self.name, since=since, by=by,
-                               first_revision=created)
+        return created
+
+    def cost(self, *, by: str = "version", since: Any = None) -> CostFrame:
+        """What this overlay's model calls cost since it was (re)created: per model version
+        (``by="version"``), or per ``"hour"``/``"day"`` and version: calls, priced_calls,
+        cost_usd, usd_per_call, tokens. Prices come from ``cp.prices`` when each version
+        loaded. ``.plot()`` draws spend over time and cost per inference;
+        ``.total_usd`` is the exact total."""
+        budget = self.spec.budget.usd_per_day if self.spec.budget else None
+        return spend(self._cp.telemetry_url, name=self.name, since=since, by=by,
+                     first_revision=self._created(), budget=budget)
 
     def history(self) -> pd.DataFrame:
         """Every revision, oldest first: revision, action, time, author, message, changes."""

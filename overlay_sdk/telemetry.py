@@ -67,6 +67,7 @@ calls_table = sa.Table(
     sa.Column("trace_id", sa.String(32)),
     sa.Column("tokens_in", sa.Integer),
     sa.Column("tokens_out", sa.Integer),
+    sa.Column("cost_nusd", sa.BigInteger),  # whole nano-dollars (analytics.cost)
     sa.Column("inputs", sa.Text),
     sa.Column("output", sa.Text),
     sa.Column("source", sa.String(8), nullable=False, server_default="invoke"),
@@ -100,6 +101,7 @@ class CallRecord:
     trace_id: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    cost_nusd: int | None = None
     inputs: Mapping[str, Any] | None = None
     output: Any = None
     source: Source = "invoke"
@@ -154,6 +156,10 @@ def _int32(value: int | None) -> int | None:
     return value if value is None or -_INT32 - 1 <= value <= _INT32 else None
 
 
+def _int64(value: int | None) -> int | None:
+    return value if value is None or -(2**63) <= value < 2**63 else None
+
+
 def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict[str, Any]:
     inputs = _redacted(record.inputs, fields) if keep_payload else None
     output = _redacted(record.output, fields) if keep_payload else None
@@ -163,6 +169,7 @@ def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict
         **texts, "time": _utc(record.time), "revision": record.revision,
         "latency_ms": float(record.latency_ms),
         "tokens_in": _int32(record.tokens_in), "tokens_out": _int32(record.tokens_out),
+        "cost_nusd": _int64(record.cost_nusd),
         "inputs": _json(inputs, True),
         "output": _json(output, keep_payload),
         "host_status": _int32(record.host_status),
@@ -217,6 +224,23 @@ def _create_schema(engine: sa.Engine) -> None:
             conn.rollback()
             if not sa.inspect(conn).has_table(calls_table.name):
                 raise
+        _add_columns(conn)
+
+
+def _add_columns(conn: sa.Connection) -> None:
+    """Columns added since a store was made (``cost_nusd``) are added to it, empty: a
+    store written by an earlier version keeps its records and gains the column."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(calls_table.name)}
+    for column in calls_table.columns:
+        if column.name in have:
+            continue
+        kind = column.type.compile(dialect=conn.dialect)
+        try:
+            conn.execute(sa.text(f'ALTER TABLE {calls_table.name} ADD COLUMN '
+                                 f'"{column.name}" {kind}'))
+            conn.commit()
+        except sa.exc.DatabaseError:  # another process added it first
+            conn.rollback()
 
 
 def _failed(url: str, err: Exception) -> BackendError:
@@ -354,7 +378,8 @@ class TelemetryWriter:
 
 
 TIMING_COLUMNS = ("time", "overlay", "revision", "model", "version", "role", "latency_ms",
-                  "status", "source")
+                  "status", "source", "tokens_in", "tokens_out", "cost_nusd")
+"""What ``read_calls(payloads=False)`` reads: timing, outcome and usage, no payloads."""
 
 
 def read_calls(url: str, *, overlay: str | None = None, since: datetime | None = None,

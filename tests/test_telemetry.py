@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from overlay_sdk.errors import BackendError, ValidationError
 from overlay_sdk.telemetry import REDACTED, CallRecord, TelemetryWriter, purge, read_calls
@@ -163,3 +165,28 @@ def test_openers_of_a_new_store_at_once_all_succeed(telemetry_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_store_from_an_earlier_version_gains_the_cost_column(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the table as the first gateway release made it
+        conn.execute(sa.text(
+            "CREATE TABLE model_calls (id INTEGER PRIMARY KEY, time DATETIME NOT NULL, "
+            "overlay VARCHAR(63) NOT NULL, revision INTEGER NOT NULL, model VARCHAR(128) "
+            "NOT NULL, version VARCHAR(16) NOT NULL, role VARCHAR(8) NOT NULL, latency_ms "
+            "FLOAT NOT NULL, status VARCHAR(8) NOT NULL, error TEXT, trace_id VARCHAR(32), "
+            "tokens_in INTEGER, tokens_out INTEGER, inputs TEXT, output TEXT, source "
+            "VARCHAR(8) DEFAULT 'invoke' NOT NULL, host_status INTEGER, host_output TEXT)"))
+        conn.execute(sa.text(
+            "INSERT INTO model_calls (time, overlay, revision, model, version, role, "
+            "latency_ms, status) VALUES ('2026-11-20 10:00:00', 'old', 1, 'm', '1', "
+            "'primary', 2.0, 'ok')"))
+    engine.dispose()
+    writer = TelemetryWriter(url)
+    writer.submit(CallRecord("old", 1, "m", "1", "primary", 3.0, cost_nusd=1234))
+    writer.flush()
+    writer.close()
+    calls = read_calls(url, payloads=False)
+    assert list(calls["latency_ms"]) == [2.0, 3.0]  # the earlier record is kept
+    assert calls["cost_nusd"].isna().iloc[0] and calls["cost_nusd"].iloc[1] == 1234

@@ -22,6 +22,7 @@ import aiohttp
 import pandas as pd
 
 from overlay_sdk.adapters.chat_stream import Piece, Transcript
+from overlay_sdk.analytics.cost import PriceCatalog, Rate, rate_for
 from overlay_sdk.errors import OverlayError
 from overlay_sdk.gateway.backends import (
     Backend,
@@ -71,6 +72,7 @@ class _Entry:
     in_flight: int = 0
     executor: DaemonExecutor | None = None
     permanent: bool = False  # failed for a reason that retrying cannot fix
+    rate: Rate = field(default_factory=lambda: Rate("none", why="not loaded"))
 
 
 class ModelPool:
@@ -83,6 +85,7 @@ class ModelPool:
         breaker_cooldown: float = 5.0,
         load_timeout: float = 300.0, freeze_gc: bool = False,
         on_state: Callable[[str, str, str | None], None] | None = None,
+        prices: Callable[[], PriceCatalog] | None = None,
     ) -> None:
         self.registry = registry
         self.session = session
@@ -95,6 +98,7 @@ class ModelPool:
         self.load_timeout = load_timeout
         self.freeze_gc = freeze_gc
         self._on_state = on_state
+        self._prices = prices
         self._entries: dict[str, _Entry] = {}
         self._running: set[asyncio.Future[Any]] = set()  # calls, abandoned ones included
 
@@ -155,7 +159,34 @@ class ModelPool:
             executor.shutdown(wait=False)
             raise
         entry.executor = executor
+        entry.rate = self._rate(entry.key)
         return backend
+
+    def _rate(self, key: str) -> Rate:
+        """How version ``key``'s calls are priced, from the catalog as it is now (a
+        catalog that cannot be read prices nothing, and says why: calls still go)."""
+        if self._prices is None:
+            return Rate("none", why="no price catalog")
+        try:
+            catalog = self._prices()
+            name, version = key.split(":", 1)
+            mv = self.registry.get(name, version)
+            if mv.flavor == "provider":
+                config = self.registry.config(name, version)
+                provider = getattr(config, "provider", None)
+                model = getattr(config, "params", {}).get("model")
+                return rate_for(catalog, provider=provider, model=model)
+            held = mv.resources
+            return rate_for(catalog, gpu=held.gpu if held else None,
+                            fraction=held.fraction if held else None,
+                            cpu=held.cpu if held else None)
+        except OverlayError as err:
+            return Rate("none", why=f"prices: {err}")
+
+    def rate(self, key: str) -> Rate:
+        """The price rate of version ``key`` (``none`` when it is not loaded)."""
+        entry = self._entries.get(key)
+        return entry.rate if entry is not None else Rate("none", why="not loaded")
 
     async def _load(self, entry: _Entry) -> None:
         loop = asyncio.get_running_loop()

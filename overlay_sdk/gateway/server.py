@@ -37,6 +37,7 @@ import aiohttp
 from aiohttp import web
 from opentelemetry import trace as otel_trace
 
+from overlay_sdk.analytics.cost import call_cost
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
 from overlay_sdk.gateway.models import ModelPool, Outcome
@@ -47,6 +48,7 @@ from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wan
 from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.gateway.tracing import TRACE_HEADERS, Tracing, tracing_from
+from overlay_sdk.prices import load_catalog
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.store import Store
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
@@ -210,7 +212,7 @@ class Gateway:
             breaker_threshold=self.config.breaker_threshold,
             breaker_cooldown=self.config.breaker_cooldown,
             load_timeout=self.config.load_timeout, freeze_gc=self.config.freeze_gc,
-            on_state=self._backend_state)
+            on_state=self._backend_state, prices=lambda: load_catalog(self.home))
         self._telemetry = TelemetryWriter(self.telemetry_url)
         self._shadow = Lanes(self._shadow_call, capacity=self.config.shadow_queue,
                              workers=self.config.shadow_workers)
@@ -624,14 +626,18 @@ class Gateway:
     def _telemetry_record(self, active: Active, version: str, role: str, outcome: Outcome,
                           trace: str, *, inputs: Any, source: str = "invoke",
                           host_status: int | None = None, host_output: Any = None) -> None:
-        assert self._telemetry is not None
+        assert self._telemetry is not None and self._pool is not None
         model, _, number = version.partition(":")
+        # what a call that ran costs (one turned away or refused before running: nothing)
+        cost = None if outcome.status in ("rejected", "invalid") else call_cost(
+            self._pool.rate(version), tokens_in=outcome.tokens_in,
+            tokens_out=outcome.tokens_out, busy_ms=outcome.latency_ms)
         record = CallRecord(
             overlay=active.name, revision=active.revision, model=model, version=number,
             role=role,  # type: ignore[arg-type]
             latency_ms=outcome.latency_ms, status=outcome.status, error=outcome.error,
             trace_id=trace, inputs=inputs, output=outcome.output,
-            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
+            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost_nusd=cost,
             source=source,  # type: ignore[arg-type]
             host_status=host_status, host_output=host_output)
         self._telemetry.submit(record, sample_rate=active.sample_rate, redact=active.redact)
