@@ -25,8 +25,14 @@ from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.telemetry import read_calls
 from overlay_sdk.when import parse_when
 
-__all__ = ["METRIC_COLUMNS", "OverlayStatus", "metrics_frame", "overlay_metrics",
-           "overlay_status", "spend"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "OverlayStatus",
+    "metrics_frame",
+    "overlay_metrics",
+    "overlay_status",
+    "spend",
+]
 
 METRIC_COLUMNS = ("calls", "errors", "timeouts", "rejected", "error_rate", "p50_ms", "p95_ms",
                   "p99_ms", "mean_ms", "share")

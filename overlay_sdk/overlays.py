@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from overlay_sdk import traffic
+from overlay_sdk.alerts import read_alerts
 from overlay_sdk.analytics.cost_frame import CostFrame
+from overlay_sdk.analytics.timeline import DriftTimeline
 from overlay_sdk.errors import ConflictError, NotFoundError, ValidationError
 from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status, spend
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
 from overlay_sdk.store import Revision
+from overlay_sdk.watch import overlay_drift
+from overlay_sdk.when import parse_when
 
 if TYPE_CHECKING:
     from overlay_sdk.client import ControlPlane
@@ -355,6 +360,25 @@ class Overlay:
             if before.action == "delete" and after.action == "apply":
                 created = after.revision
         return created
+
+    def drift(self, *, reference: Any = "registered", window: str = "1h", since: Any = None,
+              alpha: float = 0.05, correction: str = "fdr_bh") -> DriftTimeline:
+        """Whether this overlay's inputs and outputs drift, per model version and
+        ``window`` ("15min", "1h", "1D"), from ``reference``: ``"registered"`` (each
+        version's reference data), a DataFrame, or a time range ``(start, end)`` of the
+        version's own calls (``("2 days ago", "yesterday")``). Uses the sampled calls
+        (``spec.telemetry.sampleRate``). ``.frame`` has a row per feature, window and
+        version; ``.plot()`` a heatmap; ``.streaks(k)`` the runs of drifted windows."""
+        return overlay_drift(self._cp.telemetry_url, self.name, reference,
+                             registry=self._cp.models, window=window, since=since,
+                             alpha=alpha, correction=correction,
+                             first_revision=self._created())
+
+    def alerts(self, *, kind: str | None = None, since: Any = None) -> pd.DataFrame:
+        """This overlay's stored alerts (``drift``, ``budget``), newest first."""
+        start = parse_when(since, datetime.now(UTC), field="since") if since is not None \
+            else None
+        return read_alerts(self._cp.telemetry_url, overlay=self.name, kind=kind, since=start)
 
     def cost(self, *, by: str = "version", since: Any = None) -> CostFrame:
         """What this overlay's model calls cost since it was (re)created: per model version

@@ -35,6 +35,7 @@ __all__ = [
     "AIOverlaySpec",
     "Budget",
     "Condition",
+    "DriftWatch",
     "GpuShare",
     "Host",
     "Injection",
@@ -354,6 +355,21 @@ class Budget(_Model):
     )
 
 
+class DriftWatch(_Model):
+    """Drift alerts: each model version's sampled inputs and outputs are tested against its
+    registered reference data per window; a feature drifted for ``consecutive`` windows in
+    a row raises a drift alert."""
+
+    window: Literal["15min", "30min", "1h", "6h", "1D"] = Field(
+        default="1h", description="Window length: 15min, 30min, 1h, 6h or 1D.")
+    consecutive: int = Field(
+        default=3, strict=True, ge=1, le=100,
+        description="Drifted windows in a row that raise an alert.")
+    alpha: float = Field(
+        default=0.05, strict=True, gt=0, lt=1, allow_inf_nan=False,
+        description="Significance level after correction across features (Benjamini-Hochberg).")
+
+
 class GpuShare(_Model):
     """A share of one GPU."""
 
@@ -425,6 +441,8 @@ class AIOverlaySpec(_Model):
     )
     slo: Slo | None = Field(default=None, description="Latency objectives and model timeout.")
     budget: Budget | None = Field(default=None, description="Spending limit.")
+    drift: DriftWatch | None = Field(
+        default=None, description="Drift alerts against each version's reference data.")
     telemetry: Telemetry | None = Field(
         default=None, description="Sampling, redaction and retention of call records."
     )

@@ -40,6 +40,7 @@ __all__ = [
     "CallRecord",
     "TelemetryWriter",
     "calls_table",
+    "open_store",
     "purge",
     "read_calls",
 ]
@@ -271,6 +272,12 @@ def _engine(url: str) -> sa.Engine:
         engine.dispose()
         raise _failed(url, err) from None
     return engine
+
+
+def open_store(url: str) -> sa.Engine:
+    """An engine on the telemetry store at ``url`` (the call table made when missing), for
+    what is kept beside the calls (alerts); the caller disposes of it."""
+    return _engine(url)
 
 
 class TelemetryWriter:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["feature_figure", "p_value_figure"]
+__all__ = ["feature_figure", "p_value_figure", "timeline_figure"]
 
 REFERENCE = "#546e7a"
 CURRENT = "#ef6c00"
@@ -58,4 +58,24 @@ def feature_figure(name: str, shape: Any, row: pd.Series) -> go.Figure:
                                 name="current", marker_color=CURRENT))
         figure.update_layout(barmode="group", yaxis_title="share", xaxis_title=name)
     figure.update_layout(title=f"{name}: {verdict}{p}", template="plotly_white", height=340)
+    return figure
+
+
+def timeline_figure(frame: pd.DataFrame, version: str, alpha: float) -> go.Figure:
+    """Adjusted p-value per feature (rows) and window (columns) for one version: red where
+    the feature drifted (log colour scale; grey: not tested)."""
+    tested = frame.assign(log_p=np.log10(frame["p_adjusted"].astype(float).clip(lower=1e-12)))
+    grid = tested.pivot_table(index="feature", columns="window", values="log_p",
+                              aggfunc="first", dropna=False)
+    marks = tested.pivot_table(index="feature", columns="window", values="drifted",
+                               aggfunc="first", dropna=False).reindex_like(grid)
+    text = marks.map(lambda d: "drifted" if d is True else "")
+    figure = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=[str(w) for w in grid.columns], y=list(grid.index),
+        text=text.to_numpy(), zmin=-12, zmax=0, colorscale="RdBu",
+        colorbar={"title": "log10 adj. p", "tickvals": [-12, -6, float(np.log10(alpha)), 0]},
+        hovertemplate="%{y} at %{x}<br>log10 adjusted p %{z:.2f}<br>%{text}<extra></extra>"))
+    figure.update_layout(title=f"Drift of {version} per window (red: small p-values)",
+                         template="plotly_white", height=120 + 28 * len(grid.index),
+                         xaxis_title="window", yaxis_title="feature")
     return figure

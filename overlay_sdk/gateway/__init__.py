@@ -19,6 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
 
+from overlay_sdk.alerts import Alert
 from overlay_sdk.errors import BackendError, ValidationError
 from overlay_sdk.gateway.server import Gateway, GatewayConfig
 from overlay_sdk.registry import ModelRegistry
@@ -53,7 +54,7 @@ def check_config(config: GatewayConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValidationError.at(name, f"give a whole number >= 1, got {value!r}")
-    for name in ("breaker_cooldown", "shadow_timeout", "load_timeout"):
+    for name in ("breaker_cooldown", "shadow_timeout", "load_timeout", "alert_interval"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValidationError.at(name, f"give a number of seconds > 0, got {value!r}")
@@ -120,6 +121,12 @@ class GatewayHandle:
         telemetry = self.gateway.telemetry
         if telemetry is not None:
             telemetry.flush(timeout)
+
+    def evaluate_alerts(self, timeout: float = 120.0) -> list[Alert]:
+        """Evaluate drift and budget alerts now (the gateway does every
+        ``alert_interval`` seconds); returns the alerts raised for the first time."""
+        self.flush()
+        return self._run(self.gateway.evaluate_alerts(), timeout=timeout)
 
     def stop(self) -> None:
         """Stop the gateway (telemetry still queued is written first). Safe to call twice."""

@@ -37,6 +37,7 @@ import aiohttp
 from aiohttp import web
 from opentelemetry import trace as otel_trace
 
+from overlay_sdk.alerts import Alert
 from overlay_sdk.analytics.cost import call_cost
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
@@ -52,6 +53,7 @@ from overlay_sdk.prices import load_catalog
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.store import Store
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
+from overlay_sdk.watch import evaluate
 
 __all__ = ["Gateway", "GatewayConfig"]
 
@@ -78,9 +80,10 @@ class GatewayConfig:
     ``freeze_gc``: move what is loaded into the garbage collector's permanent generation
     after each model load (``gc.freeze``), so full collections stay short; process-wide, so
     only a gateway that owns its process (``overlay gateway``) does it.
-    ``tracer_provider``: an OpenTelemetry ``TracerProvider`` for the gateway's spans (None:
-    configured by the ``OTEL_*`` variables, else the process's own; see
-    :mod:`.tracing`).
+    ``alert_interval``: seconds between evaluations of drift and budget alerts
+    (:func:`overlay_sdk.watch.evaluate`). ``tracer_provider``: an OpenTelemetry
+    ``TracerProvider`` for the gateway's spans (None: configured by the ``OTEL_*``
+    variables, else the process's own; see :mod:`.tracing`).
     """
 
     host: str = "127.0.0.1"
@@ -99,6 +102,7 @@ class GatewayConfig:
     load_timeout: float = 300.0
     freeze_gc: bool = False
     tracer_provider: Any = None
+    alert_interval: float = 60.0
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
@@ -230,7 +234,8 @@ class Gateway:
             host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
             self.url = f"http://{host}:{port}"
             self.gateway_id = await self._in_books(self.book.started, self.url)
-            self._tasks = [asyncio.ensure_future(self._purge_loop())]
+            self._tasks = [asyncio.ensure_future(self._purge_loop()),
+                           asyncio.ensure_future(self._alert_loop())]
             self.reload = Reloader(
                 self.store, self._pool, record=self._record_revision,
                 on_first_serving=self._first_serving, on_release=self._shadow.keep,
@@ -659,6 +664,29 @@ class Gateway:
             await asyncio.sleep(PURGE_EVERY_S)
             for active in list(self.directory.overlays.values()):
                 await self._purge(active)
+
+    async def _alert_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.alert_interval)
+            await self.evaluate_alerts()
+
+    async def evaluate_alerts(self) -> list[Alert]:
+        """Evaluate the alerts of every overlay served that asks for them (``spec.budget``,
+        ``spec.drift``), off the loop; returns those raised for the first time."""
+        raised: list[Alert] = []
+        loop = asyncio.get_running_loop()
+        for active in list(self.directory.overlays.values()):
+            if active.spec.budget is None and active.spec.drift is None:
+                continue
+            job = functools.partial(evaluate, self.telemetry_url, active.name, active.spec,
+                                    registry=self.registry)
+            try:
+                raised.extend(await loop.run_in_executor(None, job))
+            except Exception as err:  # an evaluation must never stop the data plane
+                _log.warning("alert evaluation of %s failed: %s", active.name, err)
+        for alert in raised:
+            _log.warning("alert: %s", alert.message)
+        return raised
 
     def _prom_state(self) -> State:
         directory = self.directory

@@ -1,0 +1,159 @@
+"""Drift over time, from call records: one drift report per model version per window.
+
+:func:`drift_timeline` takes the calls as :func:`overlay_sdk.telemetry.read_calls` gives
+them (sampled inputs as ``input.<feature>``, the model's ``output``) and a reference per
+version, cuts the calls into windows (``"1h"``, ``"15min"``, ``"1D"``) and tests each
+window's inputs and outputs against the version's reference with
+:func:`~overlay_sdk.analytics.drift.drift_report`. :meth:`DriftTimeline.streaks` finds
+features drifted for ``k`` windows in a row: what raises a drift alert.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from overlay_sdk.analytics.drift import REPORT_COLUMNS, DriftReport, drift_report
+from overlay_sdk.errors import ValidationError
+
+__all__ = ["TIMELINE_COLUMNS", "DriftTimeline", "drift_timeline", "output_value", "window_of"]
+
+TIMELINE_COLUMNS = ("window", "model", "version", *REPORT_COLUMNS)
+STREAK_COLUMNS = ("model", "version", "feature", "first_window", "last_window", "windows")
+
+
+def window_of(window: str) -> pd.Timedelta:
+    """The length of a window given as ``"1h"``, ``"15min"``, ``"1D"``; ValidationError
+    naming ``window`` otherwise."""
+    try:
+        length = pd.Timedelta(pd.tseries.frequencies.to_offset(window))
+    except (ValueError, TypeError):
+        raise ValidationError.at("window", f"give a window length such as '15min', '1h' or "
+                                 f"'1D', got {window!r}") from None
+    if length <= pd.Timedelta(0):
+        raise ValidationError.at("window", f"give a positive window length, got {window!r}")
+    return length
+
+
+def output_value(value: Any) -> Any:
+    """What drift compares of a model's output: the value of a one-row answer (``[0.7]`` ->
+    0.7), a chat answer's text, else the answer as JSON text."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict):
+        if isinstance(value.get("content"), str):
+            return value["content"]
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, list):
+        return json.dumps(value, default=str)
+    return value
+
+
+def _features(calls: pd.DataFrame) -> pd.DataFrame:
+    """The sampled inputs (``input.x`` -> ``x``) and the output of each call."""
+    inputs = [c for c in calls.columns if c.startswith("input.")]
+    frame = calls[inputs].rename(columns=lambda c: c.removeprefix("input."))
+    if "output" in calls:
+        frame = frame.assign(output=[output_value(v) for v in calls["output"]])
+    return frame.reset_index(drop=True)
+
+
+@dataclass
+class DriftTimeline:
+    """Drift per window and model version: :attr:`frame` has :data:`TIMELINE_COLUMNS`;
+    :attr:`reports` keeps each window's :class:`DriftReport` (for its plots)."""
+
+    frame: pd.DataFrame
+    window: str
+    alpha: float
+    reports: dict[tuple[pd.Timestamp, str], DriftReport] = field(default_factory=dict,
+                                                                 repr=False)
+
+    def __repr__(self) -> str:
+        windows = self.frame["window"].nunique() if len(self.frame) else 0
+        drifted = self.frame.loc[self.frame["drifted"], "feature"].nunique() if len(
+            self.frame) else 0
+        return (f"<DriftTimeline {windows} windows of {self.window}, {drifted} features "
+                f"drifted at least once>")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{repr(self)[1:-1]}</p>" + str(self.frame.to_html(max_rows=40))
+
+    def streaks(self, k: int) -> pd.DataFrame:
+        """Features drifted in ``k`` or more consecutive windows (consecutive: one window
+        length apart; a window without calls, or where the feature was not tested, breaks
+        a run). One row per run, with its first and last window."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValidationError.at("consecutive", f"give a whole number >= 1, got {k!r}")
+        step = window_of(self.window)
+        runs = []
+        for (model, version, feature), part in self.frame.groupby(
+                ["model", "version", "feature"], sort=True):
+            start = previous = None
+            count = 0
+            for window, drifted in zip(part["window"], part["drifted"], strict=True):
+                if drifted and previous is not None and count and window - previous == step:
+                    count += 1
+                elif drifted:
+                    start, count = window, 1
+                else:
+                    if count >= k:
+                        runs.append((model, version, feature, start, previous, count))
+                    count = 0
+                previous = window
+            if count >= k:
+                runs.append((model, version, feature, start, previous, count))
+        return pd.DataFrame(runs, columns=list(STREAK_COLUMNS))
+
+    def plot(self, version: str | None = None) -> Any:
+        """A heatmap of adjusted p-values, feature x window, for one model version
+        (default: the one with the most windows)."""
+        from overlay_sdk.analytics.drift_plots import timeline_figure
+
+        if self.frame.empty:
+            raise ValidationError.at("timeline", "no windows with calls to draw")
+        keys = self.frame["model"] + ":" + self.frame["version"]
+        chosen = version or keys.value_counts().index[0]
+        if chosen not in set(keys):
+            raise ValidationError.at("version", f"{chosen!r} has no windows; choose among "
+                                     f"{', '.join(sorted(set(keys)))}")
+        return timeline_figure(self.frame[keys == chosen], chosen, self.alpha)
+
+
+def drift_timeline(calls: pd.DataFrame, reference: Callable[[str], pd.DataFrame | None], *,
+                   window: str = "1h", alpha: float = 0.05, correction: str = "fdr_bh"
+                   ) -> DriftTimeline:
+    """Drift of each model version's calls per ``window`` against ``reference(version)``
+    (``"model:version"`` -> a DataFrame of features, and ``output`` to test outputs too;
+    None: the version has no reference, said in the rows' ``message``)."""
+    length = window_of(window)
+    rows: list[pd.DataFrame] = []
+    reports: dict[tuple[pd.Timestamp, str], DriftReport] = {}
+    if not calls.empty:
+        sampled = calls[calls.filter(like="input.").notna().any(axis=1)] if any(
+            c.startswith("input.") for c in calls.columns) else calls.iloc[0:0]
+        windows = sampled["time"].dt.floor(length)
+        for (start, model, version), part in sampled.groupby(
+                [windows, sampled["model"], sampled["version"]], sort=True):
+            key = f"{model}:{version}"
+            ref = reference(key)
+            current = _features(part)
+            if ref is None:
+                frame = pd.DataFrame([{"feature": c, "message": f"no reference for {key}"}
+                                      for c in current.columns], columns=list(REPORT_COLUMNS))
+                frame["drifted"] = False
+            else:
+                report = drift_report(ref, current, alpha=alpha, correction=correction,
+                                      progress=False)
+                reports[(start, key)] = report
+                frame = report.frame
+            rows.append(frame.assign(window=start, model=model, version=version))
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=list(TIMELINE_COLUMNS))
+    frame = frame[list(TIMELINE_COLUMNS)]
+    frame["drifted"] = frame["drifted"].astype(bool)
+    return DriftTimeline(frame, window, alpha, reports)

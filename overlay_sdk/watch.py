@@ -1,0 +1,101 @@
+"""Watching overlays: drift over their calls and the periodic alert evaluation.
+
+:func:`overlay_drift` is what ``o.drift()`` runs. :func:`evaluate` is what the gateway
+runs every ``alert_interval`` seconds for each overlay it serves (embedded backend; the
+Kubernetes operator will run the same): a budget alert when today's spend passed
+``spec.budget.usdPerDay``, a drift alert when a feature drifted for
+``spec.drift.consecutive`` windows in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from overlay_sdk.alerts import Alert, raise_alerts
+from overlay_sdk.analytics.alerting import budget_alert, drift_alerts
+from overlay_sdk.analytics.timeline import DriftTimeline, drift_timeline, output_value, window_of
+from overlay_sdk.errors import ValidationError
+from overlay_sdk.spec import AIOverlaySpec
+from overlay_sdk.telemetry import read_calls
+from overlay_sdk.when import parse_when
+
+__all__ = ["evaluate", "overlay_drift"]
+
+
+def overlay_drift(url: str, name: str, reference: Any, *, registry: Any = None,
+                  window: str = "1h", since: Any = None, alpha: float = 0.05,
+                  correction: str = "fdr_bh", first_revision: int = 1,
+                  now: datetime | None = None) -> DriftTimeline:
+    """Drift of overlay ``name``'s sampled calls per window and version (see
+    :func:`overlay_sdk.analytics.timeline.drift_timeline`) against ``reference``:
+    ``"registered"`` (each version's reference data in ``registry``), a DataFrame, or a
+    time range ``(start, end)`` of the same version's own calls."""
+    clock = now or datetime.now(UTC)
+    window_of(window)  # a bad window fails before anything is read
+    start = parse_when(since, clock, field="since") if since is not None else None
+    calls = read_calls(url, overlay=name, since=start)
+    if first_revision > 1:
+        calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
+    return drift_timeline(calls, _reference(url, name, reference, registry, clock),
+                          window=window, alpha=alpha, correction=correction)
+
+
+def _reference(url: str, name: str, reference: Any, registry: Any, clock: datetime
+               ) -> Callable[[str], pd.DataFrame | None]:
+    if isinstance(reference, pd.DataFrame):
+        return lambda key: reference
+    if reference in (None, "registered"):
+        if registry is None:
+            raise ValidationError.at("reference", "a registered reference needs the registry")
+
+        def registered(key: str) -> pd.DataFrame | None:
+            model, _, version = key.partition(":")
+            frame = registry.reference(model, version)
+            return frame if frame is not None and len(frame) else None
+        return registered
+    if isinstance(reference, tuple) and len(reference) == 2:
+        low, high = (parse_when(t, clock, field="reference") for t in reference)
+        if not low < high:
+            raise ValidationError.at("reference", "give (start, end) with start before end")
+        calls = read_calls(url, overlay=name, since=low)
+        calls = calls[calls["time"] < pd.Timestamp(high)]
+
+        def ranged(key: str) -> pd.DataFrame | None:
+            model, _, version = key.partition(":")
+            own = calls[(calls["model"] == model) & (calls["version"] == version)]
+            own = own[own.filter(like="input.").notna().any(axis=1)]
+            if own.empty:
+                return None
+            inputs = own.filter(like="input.").rename(columns=lambda c: c.removeprefix("input."))
+            return inputs.assign(output=[output_value(v) for v in own["output"]])
+        return ranged
+    raise ValidationError.at("reference", 'give "registered", a DataFrame, or a time range '
+                             '(start, end) such as ("2 days ago", "yesterday")')
+
+
+def evaluate(url: str, name: str, spec: AIOverlaySpec, *, registry: Any,
+             now: datetime | None = None) -> list[Alert]:
+    """Evaluate overlay ``name``'s alerts now; returns the alerts raised for the first
+    time (each is stored once)."""
+    clock = now or datetime.now(UTC)
+    found: list[Alert] = []
+    if spec.budget is not None:
+        midnight = clock.replace(hour=0, minute=0, second=0, microsecond=0)
+        calls = read_calls(url, overlay=name, since=midnight, payloads=False)
+        spent = int(calls["cost_nusd"].fillna(0).sum()) if len(calls) else 0
+        alert = budget_alert(name, midnight.date(), spent, spec.budget.usd_per_day)
+        if alert is not None:
+            found.append(alert)
+    if spec.drift is not None:
+        watch = spec.drift
+        # enough windows to see a run of `consecutive`, and the one in progress
+        since = clock - window_of(watch.window) * (watch.consecutive + 1)
+        timeline = overlay_drift(url, name, "registered", registry=registry,
+                                 window=watch.window, since=since, alpha=watch.alpha,
+                                 now=clock)
+        found.extend(drift_alerts(name, timeline.streaks(watch.consecutive), watch.window))
+    return raise_alerts(url, found)
