@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from overlay_sdk.cli_analytics import alerts, cost, drift, prices
 from overlay_sdk.cli_gateway import gateway, metrics, status
 from overlay_sdk.cli_models import models
 from overlay_sdk.cli_support import (
@@ -203,6 +204,8 @@ cli.add_command(models)
 cli.add_command(gateway)
 cli.add_command(status)
 cli.add_command(metrics)
+for command in (drift, cost, alerts, prices):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
