@@ -18,6 +18,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
+from overlay_sdk.alerts import read_alerts
 from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.errors import (
     ConflictError,
@@ -128,6 +131,10 @@ class ControlPlane:
         """What every overlay's model calls cost: per ``"overlay"`` (default), per model
         ``"version"``, or per ``"hour"``/``"day"``; ``.plot()``, ``.total_usd``."""
         return spend(self.telemetry_url, since=since, by=by)
+
+    def alerts(self, *, kind: str | None = None) -> pd.DataFrame:
+        """Every overlay's stored alerts (drift, budget), newest first."""
+        return read_alerts(self.telemetry_url, kind=kind)
 
     @property
     def telemetry_url(self) -> str:
