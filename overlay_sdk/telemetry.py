@@ -280,6 +280,12 @@ def open_store(url: str) -> sa.Engine:
     return _engine(url)
 
 
+_INSERT_COLUMNS = tuple(c.name for c in calls_table.columns if c.name != "id")
+_SQLITE_INSERT = (f"INSERT INTO {calls_table.name} ({', '.join(_INSERT_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME text (UTC wall time)
+
+
 class TelemetryWriter:
     """Batched, bounded, non-blocking writer of :class:`CallRecord` s.
 
@@ -357,8 +363,7 @@ class TelemetryWriter:
             batch = self._take_batch()
             if batch:
                 try:
-                    with self.engine.begin() as conn:
-                        conn.execute(calls_table.insert(), batch)
+                    self._insert(batch)
                     self.written += len(batch)
                 except Exception as err:  # never take the data plane (or this thread) down
                     self._dropped_failed += len(batch)
@@ -366,6 +371,28 @@ class TelemetryWriter:
                                  len(batch), redact(str(err))[:500])
             if self._queue.empty():
                 self._idle.set()
+
+    def _insert(self, batch: list[dict[str, Any]]) -> None:
+        """Write one batch. SQLite: straight through the driver's ``executemany`` (~7 us a
+        record instead of ~15 us through SQLAlchemy's insert, measured: the writer thread
+        competes with the gateway's event loop for the same GIL), with times in the text
+        form SQLAlchemy gives them, so both read the same; other stores: SQLAlchemy."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                conn.execute(calls_table.insert(), batch)
+            return
+        rows = [tuple(row["time"].strftime(_SQLITE_TIME) if name == "time" else row[name]
+                      for name in _INSERT_COLUMNS) for row in batch]
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.executemany(_SQLITE_INSERT, rows)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything submitted so far is written (or ``timeout`` passes)."""
