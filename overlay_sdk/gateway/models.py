@@ -321,23 +321,32 @@ class ModelPool:
             return done("rejected", error=entry)
         assert entry.backend is not None
         entry.in_flight += 1
-        task = asyncio.ensure_future(entry.backend.predict(frame))
-        self._running.add(task)
+        backend = entry.backend
+        # a call over the network is awaited here and cancelled at the timeout (no
+        # retries, no bill, after the caller got its answer); a call on a thread cannot be
+        # cancelled, so it runs as a task of its own, left to finish when it times out
+        task: asyncio.Future[Any] | None = None
+        if not getattr(backend, "cancellable", False):
+            task = asyncio.ensure_future(backend.predict(frame))
+            self._running.add(task)
 
-        def finished(_: object) -> None:
-            entry.in_flight -= 1
-            self._running.discard(task)
+            def finished(_: object) -> None:
+                entry.in_flight -= 1
+                self._running.discard(task)
 
-        task.add_done_callback(finished)
-        # a call over the network is cancelled at the timeout (no retries, no bill, after
-        # the caller got its answer); a call on a thread cannot be, so it is left to finish
-        waited = task if getattr(entry.backend, "cancellable", False) else asyncio.shield(task)
+            task.add_done_callback(finished)
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation of the
         # caller that lands as the call completes (a shadow worker then never stops)
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
-                output = await waited
+                if task is None:
+                    try:
+                        output = await backend.predict(frame)
+                    finally:
+                        entry.in_flight -= 1
+                else:
+                    output = await asyncio.shield(task)
         except TimeoutError as err:
             if not scope.expired():  # the backend's own timeout (a client limit): its failure
                 message = f"{key} failed: {type(err).__name__}: {err}"[:1000]
@@ -346,7 +355,8 @@ class ModelPool:
             message = (f"{key} did not answer within {timeout * 1000:.0f} ms "
                        f"({timeout_name}); raise the timeout or make the model faster")
             entry.breaker.failure(time.monotonic(), message)
-            task.add_done_callback(_consume)
+            if task is not None:
+                task.add_done_callback(_consume)
             return done("timeout", error=message)
         except CallerError as err:  # the request was at fault, not the model: no breaker
             return done("invalid", error=f"{key} refused the call: {err}"[:1000])
