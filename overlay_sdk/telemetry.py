@@ -17,9 +17,9 @@ before it is queued, so PostgreSQL never refuses a batch that SQLite would accep
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import queue
 import random
 import threading
 import time
@@ -143,6 +143,9 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
     ``limit`` (PostgreSQL refuses longer text; SQLite would keep it)."""
     if value is None:
         return None
+    if type(value) is str and value.isascii() and "\x00" not in value and (
+            limit is None or len(value) <= limit):
+        return value  # the common case, as it is
     text = str(value).replace("\x00", "\\x00")
     if not text.isascii():
         try:
@@ -280,6 +283,7 @@ def open_store(url: str) -> sa.Engine:
     return _engine(url)
 
 
+_POLL_S = 0.02  # how often the writer looks for records when it has none
 _INSERT_COLUMNS = tuple(c.name for c in calls_table.columns if c.name != "id")
 _SQLITE_INSERT = (f"INSERT INTO {calls_table.name} ({', '.join(_INSERT_COLUMNS)}) "
                   f"VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})")
@@ -318,10 +322,13 @@ class TelemetryWriter:
         self._dropped_failed = 0  # counted by the writer thread
         self.written = 0
         self._queued = 0  # records put on the queue (submitters only)
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        # (record, keep payload, redacted fields): appending to a deque takes no lock, and
+        # the row is built on the writer thread, off the gateway's event loop
+        self._queue: collections.deque[tuple[CallRecord, bool, frozenset[str]]] = (
+            collections.deque())
         self._random = random.Random(seed)
         self._stop = threading.Event()
-        self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name="overlay-telemetry", daemon=True)
         self._thread.start()
 
@@ -333,13 +340,10 @@ class TelemetryWriter:
         for this record (the gateway passes each overlay's ``spec.telemetry``)."""
         rate = self.sample_rate if sample_rate is None else sample_rate
         keep = rate >= 1 or self._random.random() < rate
-        row = _row(record, self.redact if redact is None else redact, keep)
-        self._idle.clear()
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
+        if len(self._queue) >= self.queue_size:
             self._dropped_full += 1
             return False
+        self._queue.append((record, keep, self.redact if redact is None else redact))
         self._queued += 1
         return True
 
@@ -349,17 +353,27 @@ class TelemetryWriter:
         return self._dropped_full + self._dropped_failed
 
     def _take_batch(self) -> list[dict[str, Any]]:
+        """Up to ``batch_size`` queued records as rows; waits up to ``flush_interval`` for
+        the first (in steps, so that a flush or a stop is seen soon)."""
+        waited = 0.0
+        while not self._queue and waited < self.flush_interval and not self._stop.is_set():
+            time.sleep(_POLL_S)
+            waited += _POLL_S
         batch: list[dict[str, Any]] = []
         try:
-            batch.append(self._queue.get(timeout=self.flush_interval))
             while len(batch) < self.batch_size:
-                batch.append(self._queue.get_nowait())
-        except queue.Empty:
+                record, keep, fields = self._queue.popleft()
+                try:
+                    batch.append(_row(record, fields, keep))
+                except Exception as err:  # a record that cannot be stored: count it
+                    self._dropped_failed += 1
+                    _log.warning("telemetry: a call record could not be stored: %s", err)
+        except IndexError:
             pass
         return batch
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self._stop.is_set() and not self._queue):
             batch = self._take_batch()
             if batch:
                 try:
@@ -369,8 +383,6 @@ class TelemetryWriter:
                     self._dropped_failed += len(batch)
                     _log.warning("telemetry: %d call records lost, the store refused them: %s",
                                  len(batch), redact(str(err))[:500])
-            if self._queue.empty():
-                self._idle.set()
 
     def _insert(self, batch: list[dict[str, Any]]) -> None:
         """Write one batch. SQLite: straight through the driver's ``executemany`` (~7 us a
@@ -401,8 +413,8 @@ class TelemetryWriter:
         while self.written + self._dropped_failed < target:
             if time.monotonic() > deadline:
                 raise BackendError(f"telemetry did not drain within {timeout} s "
-                                   f"({self._queue.qsize()} records waiting)")
-            self._idle.wait(0.05)
+                                   f"({len(self._queue)} records waiting)")
+            time.sleep(_POLL_S)
 
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""

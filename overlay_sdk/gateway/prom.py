@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import (
@@ -137,6 +138,7 @@ class GatewayMetrics:
         self.call_seconds = Histogram("overlay_model_call_duration_seconds",
                                       "Model call latency", ["overlay", "version", "role"],
                                       buckets=_BUCKETS, registry=self.registry)
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self.host_counts: dict[tuple[str, int], int] = {}  # (host, status // 100) -> count
         self.invoke_counts: dict[tuple[str, int], int] = {}  # (overlay, status) -> count
         self.host_seconds = _Latencies()
@@ -145,8 +147,14 @@ class GatewayMetrics:
 
     def model_call(self, overlay: str, version: str, role: str, status: str,
                    seconds: float) -> None:
-        self.calls.labels(overlay, version, role, status).inc()
-        self.call_seconds.labels(overlay, version, role).observe(seconds)
+        key = (overlay, version, role, status)
+        children = self._children.get(key)
+        if children is None:  # labels() looks up under a lock: once per label set
+            children = self._children[key] = (
+                self.calls.labels(overlay, version, role, status),
+                self.call_seconds.labels(overlay, version, role))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def invoke_request(self, overlay: str, status: int) -> None:
         """An answer of the invoke endpoint, refusals before any model call included."""
