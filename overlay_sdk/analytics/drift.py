@@ -3,7 +3,9 @@
 One row per feature (column), tested by kind:
 
 - numbers: two-sample Kolmogorov-Smirnov on the non-missing values (scipy's statistic and
-  p-value, see :mod:`.stats`), with the Wasserstein distance and PSI as effect sizes;
+  p-value, see :mod:`.stats`), with the Wasserstein distance and PSI as effect sizes, and
+  chi-square on PSI's bins (the reference's deciles) as ``chi2_bins_p``, a second opinion
+  that is not used for ``drifted``;
 - categories (text with few distinct values, booleans): chi-square on the contingency
   table, with PSI and the Jensen-Shannon distance;
 - free text (model outputs): the distributions of its length in characters and in
@@ -32,9 +34,10 @@ import pandas as pd
 from overlay_sdk.analytics.stats import (
     CORRECTIONS,
     adjust,
+    binned_tests,
     category_tests,
     ks_sorted,
-    psi,
+    quantiles_sorted,
     wasserstein_sorted,
 )
 from overlay_sdk.errors import ValidationError
@@ -43,7 +46,7 @@ __all__ = ["REPORT_COLUMNS", "TESTS", "DriftReport", "drift_report", "feature_ki
 
 TESTS = ("ks", "chi2", "text")
 REPORT_COLUMNS = ("feature", "kind", "test", "statistic", "p_value", "p_adjusted", "drifted",
-                  "wasserstein", "psi", "js", "rows_reference", "rows_current",
+                  "wasserstein", "psi", "js", "chi2_bins_p", "rows_reference", "rows_current",
                   "missing_reference", "missing_current", "message")
 PROGRESS_ROWS = 1_000_000  # a progress bar past this many values in all
 PARALLEL_ROWS = 200_000  # columns tested on threads past this many values in all
@@ -142,21 +145,25 @@ def _kind(ref: pd.Series, cur: pd.Series) -> str:
 
 
 def _numbers(values: pd.Series) -> tuple[np.ndarray, int]:
-    """Sorted non-missing values as floats, and how many were missing."""
+    """Sorted non-missing values as floats, and how many were missing. One sorted copy:
+    NaN sorts last, so the missing values are cut off the end (a view), no mask."""
     array = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    present = array[~np.isnan(array)]
-    present.sort()
-    return present, len(array) - len(present)
+    ordered = np.sort(array)
+    present = len(ordered)
+    if present and np.isnan(ordered[-1]):
+        present = int(np.searchsorted(ordered, np.nan, side="left"))
+    return ordered[:present], len(ordered) - present
 
 
 def _grid(values: np.ndarray) -> np.ndarray:
-    return np.quantile(values, np.linspace(0, 1, _GRID)) if len(values) else values
+    return quantiles_sorted(values, np.linspace(0, 1, _GRID)) if len(values) else values
 
 
 def _row(feature: str, kind: str, test: str, ref_rows: int, cur_rows: int,
          ref_missing: int, cur_missing: int) -> dict[str, Any]:
     return {"feature": feature, "kind": kind, "test": test, "statistic": math.nan,
             "p_value": math.nan, "wasserstein": math.nan, "psi": math.nan, "js": math.nan,
+            "chi2_bins_p": math.nan,
             "rows_reference": ref_rows, "rows_current": cur_rows,
             "missing_reference": ref_missing, "missing_current": cur_missing, "message": ""}
 
@@ -181,7 +188,9 @@ def _numeric(feature: str, ref: pd.Series, cur: pd.Series, kind: str = "numeric"
     if _empty_side(row, len(a), len(b)):
         return row, None
     d, p = ks_sorted(a, b)
-    row.update(statistic=d, p_value=p, wasserstein=wasserstein_sorted(a, b), psi=psi(a, b))
+    binned = binned_tests(a, b)
+    row.update(statistic=d, p_value=p, wasserstein=wasserstein_sorted(a, b),
+               psi=binned["psi"], chi2_bins_p=binned["chi2_p"])
     if a[0] == a[-1] and b[0] == b[-1]:
         row["message"] = ("constant on both sides" if a[0] == b[0] else
                           f"constant on each side, {a[0]:g} then {b[0]:g}")

@@ -149,3 +149,47 @@ def test_plots() -> None:
     assert {t.name for t in figures[1].data} == {"reference", "current"}
     with pytest.raises(ValidationError, match="features"):
         report.plot(["nope"])
+
+
+def test_numbers_get_chi_square_on_psi_bins_categories_do_not() -> None:
+    from overlay_sdk.analytics.stats import binned_tests
+
+    ref = pd.DataFrame({"x": np.random.default_rng(8).normal(size=3000), "plan": ["a"] * 3000})
+    cur = pd.DataFrame({"x": np.random.default_rng(9).normal(0.3, 1, 2000),
+                        "plan": ["a", "b"] * 1000})
+    frame = drift_report(ref, cur).frame.set_index("feature")
+    expected = binned_tests(np.sort(ref["x"].to_numpy()), np.sort(cur["x"].to_numpy()))
+    assert frame.loc["x", "chi2_bins_p"] == expected["chi2_p"] < 1e-6
+    assert frame.loc["x", "psi"] == expected["psi"]
+    assert np.isnan(frame.loc["plan", "chi2_bins_p"])
+
+
+def test_missing_and_infinite_values_at_scale() -> None:
+    """Past 10,000 rows (the merged path): NaN is counted and left out, infinities are
+    values like any other, as in scipy on the non-missing values."""
+    rng = np.random.default_rng(10)
+    ref, cur = rng.normal(size=30_000), rng.normal(0.02, 1, 25_000)
+    ref[::97], cur[::89] = np.nan, np.nan
+    ref[5::1000], cur[7::800] = np.inf, -np.inf
+    row = drift_report(pd.DataFrame({"x": ref}), pd.DataFrame({"x": cur})).frame.iloc[0]
+    expected = stats.ks_2samp(ref[~np.isnan(ref)], cur[~np.isnan(cur)])
+    assert row["statistic"] == expected.statistic
+    assert row["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+    assert (row["missing_reference"], row["missing_current"]) == (
+        int(np.isnan(ref).sum()), int(np.isnan(cur).sum()))
+
+
+def test_threads_change_nothing_but_time() -> None:
+    ref, cur = _frame(11, 40_000, 6), _frame(12, 30_000, 6, shift=0.05, shifted=2)
+    cur.iloc[::50, 3] = np.nan
+    one = drift_report(ref, cur, threads=1).frame
+    two = drift_report(ref, cur, threads=2).frame
+    pd.testing.assert_frame_equal(one, two)
+    for i in range(6):
+        column = f"x{i}"
+        expected = stats.ks_2samp(ref[column], cur[column].dropna())
+        row = one.iloc[i]
+        assert row["statistic"] == expected.statistic
+        assert row["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+        assert row["wasserstein"] == pytest.approx(
+            stats.wasserstein_distance(ref[column], cur[column].dropna()), rel=1e-12)
