@@ -24,9 +24,9 @@ import concurrent.futures
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -64,36 +64,56 @@ class _Shape:
     current: Any
 
 
-@dataclass
-class DriftReport:
-    """A drift report: :attr:`frame` has one row per feature (:data:`REPORT_COLUMNS`).
+class DriftReport(pd.DataFrame):  # type: ignore[misc]
+    """A drift report: a DataFrame with one row per feature (:data:`REPORT_COLUMNS`).
 
-    ``report.drifted`` lists the drifted features; ``report.plot()`` draws the p-values
-    and each feature's reference and current distributions (plotly)."""
+    ``report.drifted`` lists the drifted features (the ``drifted`` column is
+    ``report["drifted"]``); ``report.plot()`` draws the p-values and each feature's
+    reference and current distributions (plotly); ``alpha`` and ``correction`` say how it
+    was decided."""
 
-    frame: pd.DataFrame
-    alpha: float
-    correction: str
-    shapes: dict[str, _Shape] = field(default_factory=dict, repr=False)
+    _metadata: ClassVar[list[str]] = ["alpha", "correction", "shapes"]
+    alpha: float = 0.05
+    correction: str = "fdr_bh"
+    shapes: dict[str, _Shape]
+
+    @property
+    def _constructor(self) -> Any:
+        return DriftReport
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, alpha: float, correction: str,
+           shapes: dict[str, _Shape]) -> DriftReport:
+        report = cls(frame)
+        report.alpha, report.correction, report.shapes = alpha, correction, shapes
+        return report
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The report as a plain DataFrame."""
+        return pd.DataFrame(self)
 
     @property
     def drifted(self) -> list[str]:
-        return [str(f) for f in self.frame.loc[self.frame["drifted"], "feature"]]
+        frame = self.frame
+        return [str(f) for f in frame.loc[frame["drifted"].astype(bool), "feature"]]
 
-    def __len__(self) -> int:
-        return len(self.frame)
+    def summary(self) -> str:
+        frame = self.frame
+        tested = int(frame["p_value"].notna().sum())
+        return (f"DriftReport: {len(frame)} features, {tested} tested, {len(self.drifted)} "
+                f"drifted (alpha {self.alpha}, {self.correction})")
 
     def __repr__(self) -> str:
-        tested = int(self.frame["p_value"].notna().sum())
-        return (f"<DriftReport {len(self.frame)} features, {tested} tested, "
-                f"{len(self.drifted)} drifted (alpha {self.alpha}, {self.correction})>")
+        return f"{self.summary()}\n{pd.DataFrame.__repr__(self)}"
 
     def _repr_html_(self) -> str:
         drifted = self.drifted
-        head = (f"<p><b>Drift</b>: {len(drifted)} of {len(self.frame)} features drifted "
+        frame = self.frame
+        head = (f"<p><b>Drift</b>: {len(drifted)} of {len(frame)} features drifted "
                 f"(adjusted p &lt; {self.alpha}, {escape(self.correction)})"
                 + (f": {escape(', '.join(drifted))}" if drifted else "") + "</p>")
-        styled = self.frame.style.apply(
+        styled = frame.style.apply(
             lambda row: ["background-color: rgba(198,40,40,0.15)" if row["drifted"] else ""
                          for _ in row], axis=1).format(precision=4, na_rep="")
         return head + str(styled.to_html())
@@ -293,7 +313,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, alpha: float
     frame.insert(5, "p_adjusted", adjust(frame["p_value"].to_numpy(), correction))
     frame.insert(6, "drifted", (frame["p_adjusted"] < alpha).to_numpy())
     shapes = {row["feature"]: shape for row, shape in flat if shape is not None}
-    return DriftReport(frame, float(alpha), correction, shapes)
+    return DriftReport.of(frame, float(alpha), correction, shapes)
 
 
 def _job(kind: str, name: str, ref: pd.Series, cur: pd.Series

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from html import escape
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -62,26 +62,46 @@ def _features(calls: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-@dataclass
-class DriftTimeline:
-    """Drift per window and model version: :attr:`frame` has :data:`TIMELINE_COLUMNS`;
-    :attr:`reports` keeps each window's :class:`DriftReport` (for its plots)."""
+class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
+    """Drift per window and model version: a DataFrame with :data:`TIMELINE_COLUMNS`
+    (one row per feature, window and version); :attr:`reports` keeps each window's
+    :class:`DriftReport` (for its plots); ``.plot()`` draws a heatmap, ``.streaks(k)`` finds
+    runs of drifted windows."""
 
-    frame: pd.DataFrame
-    window: str
-    alpha: float
-    reports: dict[tuple[pd.Timestamp, str], DriftReport] = field(default_factory=dict,
-                                                                 repr=False)
+    _metadata: ClassVar[list[str]] = ["window", "alpha", "reports"]
+    window: str = "1h"
+    alpha: float = 0.05
+    reports: dict[tuple[pd.Timestamp, str], DriftReport]
+
+    @property
+    def _constructor(self) -> Any:
+        return DriftTimeline
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, window: str, alpha: float,
+           reports: dict[tuple[pd.Timestamp, str], DriftReport]) -> DriftTimeline:
+        timeline = cls(frame)
+        timeline.window, timeline.alpha, timeline.reports = window, alpha, reports
+        return timeline
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The timeline as a plain DataFrame."""
+        return pd.DataFrame(self)
+
+    def summary(self) -> str:
+        frame = self.frame
+        windows = frame["window"].nunique() if len(frame) else 0
+        drifted = frame.loc[frame["drifted"].astype(bool), "feature"].nunique() if len(
+            frame) else 0
+        return (f"DriftTimeline: {windows} windows of {self.window}, {drifted} features "
+                "drifted at least once")
 
     def __repr__(self) -> str:
-        windows = self.frame["window"].nunique() if len(self.frame) else 0
-        drifted = self.frame.loc[self.frame["drifted"], "feature"].nunique() if len(
-            self.frame) else 0
-        return (f"<DriftTimeline {windows} windows of {self.window}, {drifted} features "
-                f"drifted at least once>")
+        return f"{self.summary()}\n{pd.DataFrame.__repr__(self)}"
 
     def _repr_html_(self) -> str:
-        return f"<p>{repr(self)[1:-1]}</p>" + str(self.frame.to_html(max_rows=40))
+        return f"<p>{escape(self.summary())}</p>" + str(self.frame.to_html(max_rows=40))
 
     def streaks(self, k: int) -> pd.DataFrame:
         """Features drifted in ``k`` or more consecutive windows (consecutive: one window
@@ -156,4 +176,4 @@ def drift_timeline(calls: pd.DataFrame, reference: Callable[[str], pd.DataFrame 
         columns=list(TIMELINE_COLUMNS))
     frame = frame[list(TIMELINE_COLUMNS)]
     frame["drifted"] = frame["drifted"].astype(bool)
-    return DriftTimeline(frame, window, alpha, reports)
+    return DriftTimeline.of(frame, window, alpha, reports)

@@ -32,6 +32,7 @@ def test_a_report_has_a_row_per_feature_with_every_column() -> None:
     assert row["wasserstein"] == pytest.approx(stats.wasserstein_distance(ref["x0"], cur["x0"]))
     assert (row["rows_reference"], row["rows_current"]) == (500, 400)
     assert "1 drifted" in repr(report) and "x0" in report._repr_html_()
+    assert isinstance(report, pd.DataFrame) and report["drifted"].sum() == 1
 
 
 def test_missing_values_are_counted_and_left_out_of_the_test() -> None:

@@ -41,6 +41,7 @@ def test_one_report_per_window_and_version() -> None:
     output = frame[frame["feature"] == "output"]
     assert output["message"].str.contains("only in current").all()
     assert "5 windows of 1h" in repr(timeline)
+    assert isinstance(timeline, pd.DataFrame) and len(timeline) == len(frame)
 
 
 def test_runs_of_drifted_windows() -> None:
