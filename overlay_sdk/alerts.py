@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from overlay_sdk.telemetry import open_store
 
-__all__ = ["ALERT_COLUMNS", "Alert", "alerts_table", "raise_alerts", "read_alerts"]
+__all__ = ["ALERT_COLUMNS", "Alert", "alerts_table", "extend_alert", "raise_alerts",
+           "read_alerts"]
 
 _METADATA = sa.MetaData()
 alerts_table = sa.Table(
@@ -91,6 +92,17 @@ def raise_alerts(url: str, alerts: list[Alert]) -> list[Alert]:
     finally:
         engine.dispose()
     return new
+
+
+def extend_alert(url: str, key: str, details: dict[str, Any]) -> None:
+    """Replace the details of stored alert ``key`` (a drift run that goes on)."""
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(alerts_table.update().where(alerts_table.c.key == key).values(
+                details=json.dumps(details, default=str)))
+    finally:
+        engine.dispose()
 
 
 def read_alerts(url: str, *, overlay: str | None = None, kind: str | None = None,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from overlay_sdk.alerts import Alert, raise_alerts
+from overlay_sdk.alerts import Alert, extend_alert, raise_alerts, read_alerts
 from overlay_sdk.analytics.alerting import budget_alert, drift_alerts
 from overlay_sdk.analytics.timeline import DriftTimeline, drift_timeline, output_value, window_of
 from overlay_sdk.errors import ValidationError
@@ -92,10 +92,37 @@ def evaluate(url: str, name: str, spec: AIOverlaySpec, *, registry: Any,
             found.append(alert)
     if spec.drift is not None:
         watch = spec.drift
-        # enough windows to see a run of `consecutive`, and the one in progress
-        since = clock - window_of(watch.window) * (watch.consecutive + 1)
+        length = window_of(watch.window)
+        # enough whole windows to see a run of `consecutive`, and the one in progress
+        since = pd.Timestamp(clock).floor(length) - length * watch.consecutive
         timeline = overlay_drift(url, name, "registered", registry=registry,
-                                 window=watch.window, since=since, alpha=watch.alpha,
-                                 now=clock)
-        found.extend(drift_alerts(name, timeline.streaks(watch.consecutive), watch.window))
+                                 window=watch.window, since=since.to_pydatetime(),
+                                 alpha=watch.alpha, now=clock)
+        runs = drift_alerts(name, timeline.streaks(watch.consecutive), watch.window)
+        found.extend(_new_runs(url, name, runs, length))
     return raise_alerts(url, found)
+
+
+def _new_runs(url: str, name: str, runs: list[Alert], length: pd.Timedelta) -> list[Alert]:
+    """The drift runs not already alerted. A run that goes on is seen from a later first
+    window each time (evaluation looks back a few windows): when a stored alert of the
+    same version and feature reached the window before this run's first, it is the same
+    run; the stored alert is extended instead of raising another."""
+    if not runs:
+        return []
+    stored = read_alerts(url, overlay=name, kind="drift")
+    fresh = []
+    for run in runs:
+        first = pd.Timestamp(run.details["first_window"])
+        same = [a for a in stored.itertuples(index=False)
+                if a.version == run.version and a.subject == run.subject
+                and pd.Timestamp(a.details.get("last_window")) >= first - length]
+        if not same:
+            fresh.append(run)
+            continue
+        latest = max(same, key=lambda a: pd.Timestamp(a.details.get("last_window")))
+        if pd.Timestamp(run.details["last_window"]) > pd.Timestamp(
+                latest.details["last_window"]):
+            extend_alert(url, latest.key, {**latest.details,
+                                           "last_window": run.details["last_window"]})
+    return fresh

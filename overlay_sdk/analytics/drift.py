@@ -157,22 +157,47 @@ def feature_kind(values: pd.Series) -> str:
 
 
 def _kind(ref: pd.Series, cur: pd.Series) -> str:
+    """The test for a column, from both sides: numbers (booleans beside numbers, dates and
+    durations count as numbers) get KS; two boolean sides get chi-square."""
     numeric = pd.api.types.is_numeric_dtype
     boolean = pd.api.types.is_bool_dtype
-    if numeric(ref) and numeric(cur) and not (boolean(ref) or boolean(cur)):
+    timely = (pd.api.types.is_datetime64_any_dtype, pd.api.types.is_timedelta64_dtype)
+    if all(boolean(x) for x in (ref, cur)):
+        return "chi2"
+    if all(numeric(x) or any(t(x) for t in timely) for x in (ref, cur)):
         return "ks"
     return feature_kind(pd.concat([ref.head(1000), cur.head(1000)], ignore_index=True))
 
 
-def _numbers(values: pd.Series) -> tuple[np.ndarray, int]:
-    """Sorted non-missing values as floats, and how many were missing. One sorted copy:
-    NaN sorts last, so the missing values are cut off the end (a view), no mask."""
-    array = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def _as_numbers(values: pd.Series) -> tuple[pd.Series, int]:
+    """``values`` as floats (booleans as 0/1, dates as seconds since the epoch, durations
+    as seconds), and how many present values were not numbers (left out, and said)."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(float), 0
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values.dt.tz_convert("UTC") if getattr(values.dt, "tz", None) else values
+        return (stamps - pd.Timestamp("1970-01-01", tz=getattr(stamps.dt, "tz", None))
+                ).dt.total_seconds(), 0
+    if pd.api.types.is_timedelta64_dtype(values):
+        return values.dt.total_seconds(), 0
+    if pd.api.types.is_numeric_dtype(values):
+        return values, 0
+    numbers = pd.to_numeric(values.map(lambda v: int(v) if isinstance(v, bool) else v),
+                            errors="coerce")
+    return numbers, int((numbers.isna() & values.notna()).sum())
+
+
+def _numbers(values: pd.Series) -> tuple[np.ndarray, int, int]:
+    """Sorted non-missing values as floats, how many were missing, and how many of those
+    were present but not numbers. One sorted copy: NaN sorts last, so the missing values
+    are cut off the end (a view), no mask."""
+    numbers, foreign = _as_numbers(values)
+    array = numbers.to_numpy(dtype=float, na_value=np.nan)
     ordered = np.sort(array)
     present = len(ordered)
     if present and np.isnan(ordered[-1]):
         present = int(np.searchsorted(ordered, np.nan, side="left"))
-    return ordered[:present], len(ordered) - present
+    return ordered[:present], len(ordered) - present, foreign
 
 
 def _grid(values: np.ndarray) -> np.ndarray:
@@ -202,10 +227,14 @@ def _empty_side(row: dict[str, Any], ref_n: int, cur_n: int) -> bool:
 
 def _numeric(feature: str, ref: pd.Series, cur: pd.Series, kind: str = "numeric"
              ) -> tuple[dict[str, Any], _Shape | None]:
-    a, ref_missing = _numbers(ref)
-    b, cur_missing = _numbers(cur)
+    a, ref_missing, ref_foreign = _numbers(ref)
+    b, cur_missing, cur_foreign = _numbers(cur)
     row = _row(feature, kind, "ks", len(a), len(b), ref_missing, cur_missing)
+    foreign = "; ".join(f"{n} values in {side} are not numbers (left out)"
+                        for side, n in (("reference", ref_foreign), ("current", cur_foreign))
+                        if n)
     if _empty_side(row, len(a), len(b)):
+        row["message"] = "; ".join(m for m in (row["message"], foreign) if m)
         return row, None
     d, p = ks_sorted(a, b)
     binned = binned_tests(a, b)
@@ -216,6 +245,10 @@ def _numeric(feature: str, ref: pd.Series, cur: pd.Series, kind: str = "numeric"
                           f"constant on each side, {a[0]:g} then {b[0]:g}")
     elif a[0] == a[-1]:
         row["message"] = "constant in reference"
+    elif b[0] == b[-1]:
+        row["message"] = "constant in current"
+    if foreign:
+        row["message"] = "; ".join(m for m in (row["message"], foreign) if m)
     return row, _Shape("numeric", _grid(a), _grid(b))
 
 

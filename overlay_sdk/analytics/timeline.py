@@ -10,6 +10,7 @@ features drifted for ``k`` windows in a row: what raises a drift alert.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from html import escape
@@ -54,12 +55,26 @@ def output_value(value: Any) -> Any:
 
 
 def _features(calls: pd.DataFrame) -> pd.DataFrame:
-    """The sampled inputs (``input.x`` -> ``x``) and the output of each call."""
+    """The sampled inputs (``input.x`` -> ``x``) and the output, one row per record: a call
+    that sent several records (its inputs and outputs kept as lists) gives one row each."""
     inputs = [c for c in calls.columns if c.startswith("input.")]
-    frame = calls[inputs].rename(columns=lambda c: c.removeprefix("input."))
+    frame = calls[inputs].rename(columns=lambda c: c.removeprefix("input.")).reset_index(
+        drop=True)
     if "output" in calls:
-        frame = frame.assign(output=[output_value(v) for v in calls["output"]])
-    return frame.reset_index(drop=True)
+        frame["output"] = list(calls["output"])
+    listed = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, list)).any()]
+    if [c for c in listed if c != "output"]:
+        # (lists of different lengths in one call cannot be paired: kept as they are)
+        with contextlib.suppress(ValueError):
+            frame = frame.explode(listed, ignore_index=True)
+    if "output" in frame:
+        frame["output"] = [output_value(v) for v in frame["output"]]
+    for column in frame.columns:  # exploded columns are objects: numbers again
+        if frame[column].dtype == object:
+            converted = pd.to_numeric(frame[column], errors="coerce")
+            if converted.notna().sum() == frame[column].notna().sum():
+                frame[column] = converted
+    return frame
 
 
 class DriftTimeline(pd.DataFrame):  # type: ignore[misc]

@@ -194,3 +194,30 @@ def test_threads_change_nothing_but_time() -> None:
         assert row["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
         assert row["wasserstein"] == pytest.approx(
             stats.wasserstein_distance(ref[column], cur[column].dropna()), rel=1e-12)
+
+
+def test_mixed_types_between_sides_are_compared_as_numbers() -> None:
+    same = np.random.default_rng(9).integers(0, 2, 400)
+    frame = drift_report(pd.DataFrame({"flag": same.astype(bool)}),
+                         pd.DataFrame({"flag": same.astype(float)})).frame
+    assert frame["test"].iloc[0] == "ks" and not frame["drifted"].iloc[0]
+    assert frame["p_value"].iloc[0] == 1.0  # the same values, written two ways
+
+
+def test_dates_and_durations_are_numbers() -> None:
+    days = pd.date_range("2026-01-01", periods=300, freq="1h", tz="UTC")
+    later = days + pd.Timedelta(days=30)
+    row = drift_report(pd.DataFrame({"when": days}), pd.DataFrame({"when": later})).frame.iloc[0]
+    assert row["test"] == "ks" and row["drifted"] and row["missing_current"] == 0
+    spans = pd.DataFrame({"took": pd.to_timedelta(np.arange(200), unit="s")})
+    row = drift_report(spans, spans).frame.iloc[0]
+    assert row["test"] == "ks" and row["p_value"] == 1.0
+
+
+def test_values_that_are_not_numbers_are_said_and_left_out() -> None:
+    ref = pd.DataFrame({"a": np.arange(100.0)})
+    cur = pd.DataFrame({"a": [*map(str, range(90)), *(["n/a"] * 10)]})
+    row = drift_report(ref, cur, tests={"a": "ks"}).frame.iloc[0]
+    assert row["rows_current"] == 90 and row["missing_current"] == 10
+    assert "10 values in current are not numbers" in row["message"]
+    assert not row["drifted"]

@@ -93,3 +93,16 @@ def test_no_calls_no_windows() -> None:
 def test_heatmap() -> None:
     figure = drift_timeline(_calls(3, shift_from=1), lambda key: REFERENCE).plot()
     assert figure.data[0].type == "heatmap" and "fraud:1" in figure.layout.title.text
+
+
+def test_calls_with_several_records_give_one_row_each() -> None:
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(40):  # calls of 5 records each: inputs and outputs kept as lists
+        amounts = rng.normal(2.0, 1.0, 5)
+        rows.append({"time": START + pd.Timedelta(seconds=i), "model": "fraud", "version": "1",
+                     "input.amount": list(amounts), "input.age": list(rng.normal(size=5)),
+                     "output": [int(a > 0.5) for a in amounts]})
+    frame = drift_timeline(pd.DataFrame(rows), lambda key: REFERENCE).frame.set_index("feature")
+    assert frame.loc["amount", "rows_current"] == 200 and frame.loc["amount", "drifted"]
+    assert frame.loc["age", "rows_current"] == 200 and frame.loc["age", "test"] == "ks"
