@@ -9,6 +9,7 @@ Kubernetes operator will run the same): a budget alert when today's spend passed
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -53,9 +54,7 @@ def _reference(url: str, name: str, reference: Any, registry: Any, clock: dateti
             raise ValidationError.at("reference", "a registered reference needs the registry")
 
         def registered(key: str) -> pd.DataFrame | None:
-            model, _, version = key.partition(":")
-            frame = registry.reference(model, version)
-            return frame if frame is not None and len(frame) else None
+            return _registered_reference(registry, key)
         return registered
     if isinstance(reference, tuple) and len(reference) == 2:
         low, high = (parse_when(t, clock, field="reference") for t in reference)
@@ -75,6 +74,27 @@ def _reference(url: str, name: str, reference: Any, registry: Any, clock: dateti
         return ranged
     raise ValidationError.at("reference", 'give "registered", a DataFrame, or a time range '
                              '(start, end) such as ("2 days ago", "yesterday")')
+
+
+_REFERENCES: collections.OrderedDict[tuple[int, str], pd.DataFrame | None] = (
+    collections.OrderedDict())
+_REFERENCES_KEPT = 16
+
+
+def _registered_reference(registry: Any, key: str) -> pd.DataFrame | None:
+    """Version ``key``'s registered reference data, read from the registry once (a
+    version never changes; the gateway evaluates alerts every minute)."""
+    cache_key = (id(registry), key)
+    if cache_key in _REFERENCES:
+        _REFERENCES.move_to_end(cache_key)
+        return _REFERENCES[cache_key]
+    model, _, version = key.partition(":")
+    frame = registry.reference(model, version)
+    kept = frame if frame is not None and len(frame) else None
+    _REFERENCES[cache_key] = kept
+    while len(_REFERENCES) > _REFERENCES_KEPT:
+        _REFERENCES.popitem(last=False)
+    return kept
 
 
 def evaluate(url: str, name: str, spec: AIOverlaySpec, *, registry: Any,

@@ -42,9 +42,11 @@ def test_a_drift_that_goes_on_for_hours_is_one_alert(tmp_path: Path) -> None:
                                                            "weight": 100}],
         "drift": {"window": "1h", "consecutive": 2, "alpha": 0.01}})
     raised = []
+    registry = _Registry()
     for hour in range(2, 13):
-        raised += evaluate(url, "o", spec, registry=_Registry(),
+        raised += evaluate(url, "o", spec, registry=registry,
                            now=START + timedelta(hours=hour, minutes=5))
+    assert registry.asked == 1  # the reference is read once, not per window and evaluation
     assert [a.subject for a in raised] == ["amount"]  # one run, one alert
     stored = read_alerts(url, overlay="o")
     assert len(stored) == 1

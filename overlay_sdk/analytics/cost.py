@@ -113,12 +113,14 @@ def rate_for(catalog: PriceCatalog, *, provider: str | None = None, model: str |
                         "output_per_1k=...)")
         return Rate("tokens", tokens=price)
     if gpu is not None:
-        kind = str(gpu)
+        # a GPU type ("A100-80GB") at its own price; a count of GPUs of no type (2) at the
+        # generic "gpu" price each
+        kind = "gpu" if isinstance(gpu, int) else str(gpu)
         hourly = catalog.compute.get(kind)
         if hourly is None:
             return Rate("none", why=f"no hourly price for GPU {kind}; add one with "
                         f"cp.prices.set_compute({kind!r}, usd_per_hour=...)")
-        count = float(gpu) if isinstance(gpu, int) else 1.0  # a count of GPUs of no type
+        count = float(gpu) if isinstance(gpu, int) else 1.0
         return Rate("compute", usd_per_hour=hourly * (fraction if fraction else count))
     hourly = catalog.compute.get("cpu")
     if hourly is None:

@@ -51,6 +51,7 @@ REPORT_COLUMNS = ("feature", "kind", "test", "statistic", "p_value", "p_adjusted
 PROGRESS_ROWS = 1_000_000  # a progress bar past this many values in all
 PARALLEL_ROWS = 200_000  # columns tested on threads past this many values in all
 TEXT_MIN_DISTINCT = 50  # strings with more distinct values than this, mostly unique: text
+TEXT_MIN_LENGTH = 20  # or fewer, but long (median characters) and of several words
 _GRID = 101  # points kept per side to draw a feature's distributions
 
 
@@ -151,9 +152,14 @@ def feature_kind(values: pd.Series) -> str:
     if pd.api.types.is_numeric_dtype(pd.Series(present.tolist())) and not present.map(
             lambda v: isinstance(v, str | bool)).any():
         return "ks"
-    distinct = present.astype(str).nunique()
-    text = bool(distinct > TEXT_MIN_DISTINCT and distinct > 0.5 * len(present))
-    return "text" if text else "chi2"
+    strings = present.astype(str)
+    distinct = strings.nunique()
+    if distinct > TEXT_MIN_DISTINCT and distinct > 0.5 * len(present):
+        return "text"
+    # a few answers of a chat model: long strings of several words, mostly distinct
+    sentences = strings.str.len().median() >= TEXT_MIN_LENGTH and bool(
+        strings.str.contains(" ").mean() >= 0.5) and distinct > 0.5 * len(present)
+    return "text" if sentences else "chi2"
 
 
 def _kind(ref: pd.Series, cur: pd.Series) -> str:
@@ -328,18 +334,26 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, alpha: float
     total = (len(reference) + len(current)) * len(jobs)
     show = progress if progress is not None else total > PROGRESS_ROWS
     workers = threads or min(len(jobs), os.cpu_count() or 1) or 1
-    if workers == 1 or total < PARALLEL_ROWS:  # threads cost more than they save here
-        for name, job in jobs.items():
-            rows[name] = job()
-        jobs = {}
-    with concurrent.futures.ThreadPoolExecutor(max(workers, 1)) as pool:
-        futures = {pool.submit(job): name for name, job in jobs.items()}
-        done = concurrent.futures.as_completed(futures)
-        if show:
-            from tqdm.auto import tqdm
-            done = tqdm(done, total=len(futures), desc="drift", unit="feature")
-        for future in done:
-            rows[futures[future]] = future.result()
+    bar: Any = None
+    if show:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(jobs), desc="drift", unit="feature")
+    try:
+        if workers == 1 or total < PARALLEL_ROWS:  # threads cost more than they save here
+            for name, job in jobs.items():
+                rows[name] = job()
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                futures = {pool.submit(job): name for name, job in jobs.items()}
+                for future in concurrent.futures.as_completed(futures):
+                    rows[futures[future]] = future.result()
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     flat = [pair for name in columns for pair in rows[name]]
     frame = pd.DataFrame([row for row, _ in flat], columns=[
         c for c in REPORT_COLUMNS if c not in ("p_adjusted", "drifted")])

@@ -103,3 +103,9 @@ def test_a_plot_of_spend() -> None:
     assert figure.layout.barmode == "stack"
     with pytest.raises(ValidationError, match="by"):
         cost_frame(calls, "week")
+
+
+def test_a_count_of_gpus_uses_the_generic_gpu_price() -> None:
+    catalog = PriceCatalog(compute={"gpu": 2.0})
+    assert rate_for(catalog, gpu=2).usd_per_hour == 4.0
+    assert "set_compute('gpu'" in rate_for(CATALOG, gpu=1).why

@@ -221,3 +221,18 @@ def test_values_that_are_not_numbers_are_said_and_left_out() -> None:
     assert row["rows_current"] == 90 and row["missing_current"] == 10
     assert "10 values in current are not numbers" in row["message"]
     assert not row["drifted"]
+
+
+def test_a_few_long_answers_are_text_not_categories() -> None:
+    rng = np.random.default_rng(8)
+    short = pd.DataFrame({"answer": [" ".join(["word"] * int(k)) + f" {i}"
+                                     for i, k in enumerate(rng.integers(5, 10, 20))]})
+    long = pd.DataFrame({"answer": [" ".join(["word"] * int(k)) + f" {i}"
+                                    for i, k in enumerate(rng.integers(40, 60, 20))]})
+    frame = drift_report(short, long).frame.set_index("feature")
+    assert list(frame.index) == ["answer.length", "answer.tokens"] and frame["drifted"].all()
+
+
+def test_a_progress_bar_counts_every_feature(capsys: pytest.CaptureFixture[str]) -> None:
+    drift_report(_frame(1, 50, 3), _frame(2, 50, 3), progress=True, threads=1)
+    assert "3/3" in capsys.readouterr().err

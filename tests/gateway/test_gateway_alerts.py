@@ -4,6 +4,7 @@ of an overlay's traffic through o.drift() (issue 6)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import numpy as np
@@ -70,3 +71,23 @@ def test_inputs_moved_away_from_the_reference_raise_a_drift_alert(
         assert timeline.plot().data[0].type == "heatmap"
     finally:
         plane.overlays.delete("watched-drift")
+
+
+def test_the_gateway_evaluates_alerts_on_its_own(plane: ControlPlane, legacy_url: str) -> None:
+    plane.prices.set_compute("cpu", usd_per_hour=3600.0)
+    o = plane.overlays.create("self-watched", host=legacy_url, routes={"fraud:1": 100},
+                              budget={"usdPerDay": 0.001})
+    try:
+        with plane.start_gateway(port=0, alert_interval=0.2) as gw:
+            gw.wait(o)
+            assert o.alerts().empty
+            _send(gw.url, "self-watched", _rows(5, 0.0, 4))
+            gw.flush()
+            deadline = time.monotonic() + 10
+            while o.alerts().empty:
+                assert time.monotonic() < deadline, "no alert from the periodic evaluation"
+                time.sleep(0.1)
+        assert list(o.alerts()["kind"]) == ["budget"]
+    finally:
+        plane.overlays.delete("self-watched")
+        plane.prices.set_compute("cpu", usd_per_hour=0.04)
