@@ -223,7 +223,9 @@ class Gateway:
         self._shadow = Lanes(self._shadow_call, capacity=self.config.shadow_queue,
                              workers=self.config.shadow_workers)
         # a client that goes away cancels its handler, and with it the call to the host
-        server = web.Server(self._handle, access_log=None, handler_cancellation=True)
+        # untraced, requests go straight to the router (no extra coroutine per request)
+        handler = self._route if self._tracing is None else self._handle
+        server = web.Server(handler, access_log=None, handler_cancellation=True)
         self._runner = web.ServerRunner(server, access_log=None, handle_signals=False,
                                         shutdown_timeout=SHUTDOWN_S)
         await self._runner.setup()
@@ -314,9 +316,9 @@ class Gateway:
     # -- requests ----------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A request, traced (see :mod:`.tracing`)."""
         tracing = self._tracing
-        if tracing is None:
-            return await self._route(request)
+        assert tracing is not None
         path = request.path
         invoke = path.startswith(ADMIN) and path.endswith("/invoke")
         if not invoke and (path.startswith(ADMIN) or path == "/healthz"):
@@ -353,7 +355,9 @@ class Gateway:
                 forks.append((active, version, mirrored))
         try:
             tracing = self._tracing
-            if tracing is None:
+            if tracing is None:  # the hot path: straight to the relay
+                if not forks and not wants_websocket(request):
+                    return await proxy_http(request, session, target.base_url, extra=extra)
                 return await self._relay(request, session, target, extra, forks, None)
             parent = tracing.current()  # the request's: shadow calls are its children
             with tracing.host_call(request.method, target.base_url + request.path) as (
