@@ -102,3 +102,20 @@ def telemetry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'telemetry.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def run(tmp_path: Path, registry_home: Path):  # type: ignore[no-untyped-def]
+    """Invoke the CLI on a fresh overlay store, with the shared registry (fraud 1..3)."""
+    from click.testing import CliRunner, Result
+
+    from overlay_sdk.cli import cli
+
+    runner = CliRunner()
+    base = ["--home", str(tmp_path / "home"),
+            "--registry-uri", f"sqlite:///{registry_home / 'mlflow.db'}", "--author", "ops"]
+
+    def invoke(*args: str, stdin: str | None = None) -> Result:
+        return runner.invoke(cli, [*base, *args], input=stdin, catch_exceptions=False)
+
+    return invoke

@@ -27,19 +27,6 @@ spec:
 """
 
 
-@pytest.fixture
-def run(tmp_path: Path, registry_home: Path):  # type: ignore[no-untyped-def]
-    """Invoke the CLI on a fresh overlay store, with the shared registry (fraud 1..3)."""
-    runner = CliRunner()
-    base = ["--home", str(tmp_path / "home"),
-            "--registry-uri", f"sqlite:///{registry_home / 'mlflow.db'}", "--author", "ops"]
-
-    def invoke(*args: str, stdin: str | None = None) -> Result:
-        return runner.invoke(cli, [*base, *args], input=stdin, catch_exceptions=False)
-
-    return invoke
-
-
 def write(tmp_path: Path, text: str, name: str = "o.yaml") -> str:
     path = tmp_path / name
     path.write_text(text)

@@ -7,22 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from overlay_sdk.cli import cli
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter
-
-
-@pytest.fixture
-def run(tmp_path: Path, registry_home: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-    base = ["--home", str(tmp_path / "home"),
-            "--registry-uri", f"sqlite:///{registry_home / 'mlflow.db'}", "--author", "ops"]
-
-    def invoke(*args: str, stdin: str | None = None) -> Result:
-        return runner.invoke(cli, [*base, *args], input=stdin, catch_exceptions=False)
-    return invoke
-
 
 DOC = """\
 apiVersion: overlays.aioverlay.dev/v1alpha1

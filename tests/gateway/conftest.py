@@ -20,6 +20,7 @@ from gateway_support import (
     stall_model,
     training,
 )
+from providers_support import FakeProviders
 
 from overlay_sdk.client import ControlPlane, connect
 from overlay_sdk.gateway import GatewayHandle
@@ -155,3 +156,12 @@ def gateway(plane: ControlPlane) -> Iterator[GatewayHandle]:
     gw = plane.start_gateway(port=0, breaker_cooldown=1.0)
     yield gw
     gw.stop()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviders]:
+    """Fake OpenAI, Anthropic, Cohere and Ollama APIs on loopback (providers_support)."""
+    server = FakeProviders()
+    server.start()
+    yield server
+    server.stop()

@@ -30,14 +30,6 @@ from overlay_sdk.observe import metrics_frame
 from overlay_sdk.telemetry import read_calls
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviders]:
-    server = FakeProviders()
-    server.start()
-    yield server
-    server.stop()
-
-
 @dataclass
 class Chat:
     provider: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -14,14 +13,6 @@ from providers_support import KEY, FakeProviders
 from overlay_sdk.analytics.cost import NANO
 from overlay_sdk.client import ControlPlane
 from overlay_sdk.telemetry import read_calls
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviders]:
-    server = FakeProviders()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _invoke(url: str, name: str, inputs: object, times: int) -> list[int]:

@@ -40,14 +40,6 @@ def spans() -> InMemorySpanExporter:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviders]:
-    server = FakeProviders()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def traced(plane: ControlPlane, spans: InMemorySpanExporter, fake: FakeProviders,
            echo_url: str) -> Iterator[tuple[GatewayHandle, dict[str, Overlay]]]:
     provider = TracerProvider()
