@@ -116,7 +116,7 @@ def exact_vs_scipy(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list
         f"    other processes' load during these timings: at most {load:.2f} cores",
         f"    KS statistic equal to scipy's on every column: {same_d}; "
         f"max |p - scipy p| = {max_dp:.1e} (<= 1e-12: {max_dp <= 1e-12})",
-        f"    drift_report flags: {_found(report.drifted)}",
+        f"    drift_report flags: {_found(report.drifted_features)}",
     ]
     shorter = current.iloc[:-SHORTER_BY].copy()  # a window rarely has the reference's size
     baseline, base_s, base_load = timed(

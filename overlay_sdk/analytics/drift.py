@@ -42,7 +42,8 @@ from overlay_sdk.analytics.stats import (
 )
 from overlay_sdk.errors import ValidationError
 
-__all__ = ["REPORT_COLUMNS", "TESTS", "DriftReport", "drift_report", "feature_kind"]
+__all__ = ["REPORT_COLUMNS", "TESTS", "DriftReport", "drift_report", "drift_setting",
+           "feature_kind"]
 
 TESTS = ("ks", "chi2", "text")
 REPORT_COLUMNS = ("feature", "kind", "test", "statistic", "p_value", "p_adjusted", "drifted",
@@ -68,14 +69,12 @@ class _Shape:
 class DriftReport(pd.DataFrame):  # type: ignore[misc]
     """A drift report: a DataFrame with one row per feature (:data:`REPORT_COLUMNS`).
 
-    ``report.drifted`` lists the drifted features (the ``drifted`` column is
-    ``report["drifted"]``); ``report.plot()`` draws the p-values and each feature's
-    reference and current distributions (plotly); ``alpha`` and ``correction`` say how it
-    was decided."""
+    ``report.drifted_features`` lists the drifted features (``report.drifted`` is the
+    column); ``report.plot()`` draws the p-values and each feature's reference and current
+    distributions (plotly); ``alpha`` and ``correction`` say how it was decided (kept in
+    ``attrs``, which pandas keeps through ``concat`` of reports made alike)."""
 
-    _metadata: ClassVar[list[str]] = ["alpha", "correction", "shapes"]
-    alpha: float = 0.05
-    correction: str = "fdr_bh"
+    _metadata: ClassVar[list[str]] = ["shapes"]
     shapes: dict[str, _Shape]
 
     @property
@@ -86,8 +85,17 @@ class DriftReport(pd.DataFrame):  # type: ignore[misc]
     def of(cls, frame: pd.DataFrame, alpha: float, correction: str,
            shapes: dict[str, _Shape]) -> DriftReport:
         report = cls(frame)
-        report.alpha, report.correction, report.shapes = alpha, correction, shapes
+        report.attrs["drift"] = {"alpha": alpha, "correction": correction}
+        report.shapes = shapes
         return report
+
+    @property
+    def alpha(self) -> float:
+        return float(drift_setting(self, "alpha"))
+
+    @property
+    def correction(self) -> str:
+        return str(drift_setting(self, "correction"))
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -95,21 +103,23 @@ class DriftReport(pd.DataFrame):  # type: ignore[misc]
         return pd.DataFrame(self)
 
     @property
-    def drifted(self) -> list[str]:
+    def drifted_features(self) -> list[str]:
+        """The features that drifted."""
         frame = self.frame
         return [str(f) for f in frame.loc[frame["drifted"].astype(bool), "feature"]]
 
     def summary(self) -> str:
         frame = self.frame
         tested = int(frame["p_value"].notna().sum())
-        return (f"DriftReport: {len(frame)} features, {tested} tested, {len(self.drifted)} "
-                f"drifted (alpha {self.alpha}, {self.correction})")
+        drifted = len(self.drifted_features)
+        return (f"DriftReport: {len(frame)} features, {tested} tested, {drifted} drifted "
+                f"(alpha {self.alpha}, {self.correction})")
 
     def __repr__(self) -> str:
         return f"{self.summary()}\n{pd.DataFrame.__repr__(self)}"
 
     def _repr_html_(self) -> str:
-        drifted = self.drifted
+        drifted = self.drifted_features
         frame = self.frame
         head = (f"<p><b>Drift</b>: {len(drifted)} of {len(frame)} features drifted "
                 f"(adjusted p &lt; {self.alpha}, {escape(self.correction)})"
@@ -125,6 +135,9 @@ class DriftReport(pd.DataFrame):  # type: ignore[misc]
         distributions (ECDF for numbers, shares for categories)."""
         from overlay_sdk.analytics.drift_plots import feature_figure, p_value_figure
 
+        if not hasattr(self, "shapes"):
+            raise ValidationError.at("report", "this frame has no distributions to draw (it "
+                                     "was combined from reports); draw each report")
         if features is None:
             order = self.frame.sort_values(["drifted", "p_adjusted"], ascending=[False, True])
             features = [f for f in order["feature"] if f in self.shapes]
@@ -137,6 +150,16 @@ class DriftReport(pd.DataFrame):  # type: ignore[misc]
             row = self.frame.set_index("feature").loc[name]
             figures.append(feature_figure(name, self.shapes[name], row))
         return figures
+
+
+def drift_setting(frame: pd.DataFrame, name: str) -> Any:
+    """A drift setting kept in ``frame.attrs``; a clear error when an operation dropped
+    it (``pd.concat`` of frames made with different settings)."""
+    value = frame.attrs.get("drift", {}).get(name)
+    if value is None:
+        raise ValidationError.at(name, "this frame lost its drift settings (combined from "
+                                 "frames made with different ones?); make it again")
+    return value
 
 
 def feature_kind(values: pd.Series) -> str:

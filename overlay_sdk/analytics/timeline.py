@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from overlay_sdk.analytics.drift import REPORT_COLUMNS, DriftReport, drift_report
+from overlay_sdk.analytics.drift import REPORT_COLUMNS, DriftReport, drift_report, drift_setting
 from overlay_sdk.errors import ValidationError
 
 __all__ = ["TIMELINE_COLUMNS", "DriftTimeline", "drift_timeline", "output_value", "window_of"]
@@ -83,9 +83,7 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
     :class:`DriftReport` (for its plots); ``.plot()`` draws a heatmap, ``.streaks(k)`` finds
     runs of drifted windows."""
 
-    _metadata: ClassVar[list[str]] = ["window", "alpha", "reports"]
-    window: str = "1h"
-    alpha: float = 0.05
+    _metadata: ClassVar[list[str]] = ["reports"]
     reports: dict[tuple[pd.Timestamp, str], DriftReport]
 
     @property
@@ -96,8 +94,20 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
     def of(cls, frame: pd.DataFrame, window: str, alpha: float,
            reports: dict[tuple[pd.Timestamp, str], DriftReport]) -> DriftTimeline:
         timeline = cls(frame)
-        timeline.window, timeline.alpha, timeline.reports = window, alpha, reports
+        # in attrs: pandas keeps them through concat of timelines made alike (the window
+        # length decides what "consecutive" means)
+        timeline.attrs["drift"] = {"window": window, "alpha": alpha}
+        timeline.reports = reports
         return timeline
+
+    @property
+    def window_length(self) -> str:
+        """The window length (``timeline.window`` is the column of window starts)."""
+        return str(drift_setting(self, "window"))
+
+    @property
+    def alpha(self) -> float:
+        return float(drift_setting(self, "alpha"))
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -109,7 +119,7 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
         windows = frame["window"].nunique() if len(frame) else 0
         drifted = frame.loc[frame["drifted"].astype(bool), "feature"].nunique() if len(
             frame) else 0
-        return (f"DriftTimeline: {windows} windows of {self.window}, {drifted} features "
+        return (f"DriftTimeline: {windows} windows of {self.window_length}, {drifted} features "
                 "drifted at least once")
 
     def __repr__(self) -> str:
@@ -124,7 +134,7 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
         a run). One row per run, with its first and last window."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValidationError.at("consecutive", f"give a whole number >= 1, got {k!r}")
-        step = window_of(self.window)
+        step = window_of(self.window_length)
         runs = []
         for (model, version, feature), part in self.frame.groupby(
                 ["model", "version", "feature"], sort=True):

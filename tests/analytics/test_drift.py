@@ -24,7 +24,7 @@ def test_a_report_has_a_row_per_feature_with_every_column() -> None:
     report = drift_report(ref, cur)
     assert list(report.frame.columns) == list(REPORT_COLUMNS)
     assert list(report.frame["feature"]) == ["x0", "x1", "x2"]
-    assert report.drifted == ["x0"]
+    assert report.drifted_features == ["x0"]
     row = report.frame.iloc[0]
     expected = stats.ks_2samp(ref["x0"], cur["x0"])
     assert row["statistic"] == pytest.approx(expected.statistic, abs=1e-12)
@@ -127,7 +127,7 @@ def test_false_alarms_stay_within_alpha_across_1000_null_reports() -> None:
     for _ in range(1000):
         ref = pd.DataFrame(rng.normal(size=(60, 20)))
         cur = pd.DataFrame(rng.normal(size=(60, 20)))
-        alarms += bool(drift_report(ref, cur, threads=1).drifted)
+        alarms += bool(drift_report(ref, cur, threads=1).drifted_features)
     assert alarms / 1000 <= 0.05 + 0.02, alarms
 
 
@@ -137,7 +137,7 @@ def test_a_tenth_of_a_sigma_is_found_at_ten_thousand_rows(rows: int) -> None:
     for seed in range(20):
         ref = _frame(seed, rows, 20)
         cur = _frame(seed + 1000, rows, 20, shift=0.1, shifted=1)
-        found += "x0" in drift_report(ref, cur).drifted
+        found += "x0" in drift_report(ref, cur).drifted_features
     assert found / 20 >= 0.9, found
 
 
@@ -146,7 +146,7 @@ def test_false_alarms_stay_within_alpha_on_the_large_sample_path() -> None:
     rather than by scipy's exact path (150 reports of 20 features)."""
     rng = np.random.default_rng(2027)
     alarms = sum(bool(drift_report(pd.DataFrame(rng.normal(size=(10_050, 20))),
-                                   pd.DataFrame(rng.normal(size=(10_020, 20)))).drifted)
+                                   pd.DataFrame(rng.normal(size=(10_020, 20)))).drifted_features)
                  for _ in range(150))
     assert alarms / 150 <= 0.05 + 0.04, alarms  # (150 runs: a wider margin for chance)
 

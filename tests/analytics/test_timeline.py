@@ -106,3 +106,16 @@ def test_calls_with_several_records_give_one_row_each() -> None:
     frame = drift_timeline(pd.DataFrame(rows), lambda key: REFERENCE).frame.set_index("feature")
     assert frame.loc["amount", "rows_current"] == 200 and frame.loc["amount", "drifted"]
     assert frame.loc["age", "rows_current"] == 200 and frame.loc["age", "test"] == "ks"
+
+
+def test_settings_survive_concat_of_timelines_made_alike() -> None:
+    day = drift_timeline(_calls(6, shift_from=3), lambda key: REFERENCE, window="1h",
+                         alpha=0.01)
+    halves = pd.concat([day.iloc[: len(day) // 2], day.iloc[len(day) // 2:]])
+    assert halves.window_length == "1h"  # what "consecutive" means is kept
+    assert list(halves.streaks(3)["windows"]) == [3]
+    assert "window" in halves.columns and halves.window.equals(halves["window"])
+    mixed = pd.concat([day, drift_timeline(_calls(1, shift_from=5), lambda key: REFERENCE,
+                                           window="1D")])
+    with pytest.raises(ValidationError, match="lost its drift settings"):
+        mixed.streaks(1)
