@@ -96,7 +96,7 @@ def prices_list(ctx: click.Context, output: str) -> None:
 @handles_errors
 def prices_tokens(ctx: click.Context, provider: str, model: str, input_per_1k: float,
                   output_per_1k: float) -> None:
-    """Price a provider MODEL (e.g. openai gpt-4o-mini) per 1,000 tokens."""
+    """Price a provider MODEL per 1,000 tokens: overlay prices set-tokens openai gpt-4o-mini."""
     with plane(ctx) as cp:
         cp.prices.set_tokens(provider, model, input_per_1k=input_per_1k,
                              output_per_1k=output_per_1k)
@@ -110,7 +110,7 @@ def prices_tokens(ctx: click.Context, provider: str, model: str, input_per_1k: f
 @click.pass_context
 @handles_errors
 def prices_compute(ctx: click.Context, kind: str, usd_per_hour: float) -> None:
-    """Price a GPU type (e.g. A100-80GB) or 'cpu' (per core) by the hour."""
+    """Price a GPU type such as A100-80GB, or 'cpu' (per core), by the hour."""
     with plane(ctx) as cp:
         cp.prices.set_compute(kind, usd_per_hour=usd_per_hour)
         click.echo(f"{kind} priced at {usd_per_hour:g} USD an hour")
