@@ -113,14 +113,44 @@ def evaluate(url: str, name: str, spec: AIOverlaySpec, *, registry: Any,
     if spec.drift is not None:
         watch = spec.drift
         length = window_of(watch.window)
-        # enough whole windows to see a run of `consecutive`, and the one in progress
-        since = pd.Timestamp(clock).floor(length) - length * watch.consecutive
-        timeline = overlay_drift(url, name, "registered", registry=registry,
-                                 window=watch.window, since=since.to_pydatetime(),
-                                 alpha=watch.alpha, now=clock)
+        timeline = _recent_drift(url, name, registry, watch.window, length,
+                                 watch.consecutive, watch.alpha, pd.Timestamp(clock))
         runs = drift_alerts(name, timeline.streaks(watch.consecutive), watch.window)
         found.extend(_new_runs(url, name, runs, length))
     return raise_alerts(url, found)
+
+
+_CLOSED: collections.OrderedDict[tuple[str, str, str, float],
+                                 dict[pd.Timestamp, pd.DataFrame]] = collections.OrderedDict()
+_CLOSED_KEPT = 64  # overlays whose closed windows are remembered
+CLOSED_GRACE = pd.Timedelta(minutes=1)  # calls of a window are all written by then
+
+
+def _recent_drift(url: str, name: str, registry: Any, window: str, length: pd.Timedelta,
+                  consecutive: int, alpha: float, clock: pd.Timestamp) -> DriftTimeline:
+    """Drift of the last ``consecutive`` whole windows and the one in progress. Windows
+    that closed (a minute ago) are tested once and remembered: the evaluation every minute
+    reads and tests only the calls of the window in progress (and of closed windows it
+    has not seen yet)."""
+    windows = [clock.floor(length) - length * i for i in range(consecutive, -1, -1)]
+    closed = [w for w in windows if w + length + CLOSED_GRACE <= clock]
+    cache = _CLOSED.setdefault((url, name, window, alpha), {})
+    _CLOSED.move_to_end((url, name, window, alpha))
+    while len(_CLOSED) > _CLOSED_KEPT:
+        _CLOSED.popitem(last=False)
+    unseen = [w for w in closed if w not in cache]
+    read_from = unseen[0] if unseen else windows[len(closed)]
+    fresh = overlay_drift(url, name, "registered", registry=registry, window=window,
+                          since=read_from.to_pydatetime(), alpha=alpha,
+                          now=clock.to_pydatetime()).frame
+    for start in closed:
+        if start >= read_from:
+            cache[start] = fresh[fresh["window"] == start]
+    for start in [w for w in cache if w < windows[0]]:
+        del cache[start]
+    kept = [cache[w] for w in closed if w < read_from and len(cache[w])]
+    frame = pd.concat([*kept, fresh], ignore_index=True) if kept else fresh
+    return DriftTimeline.of(frame, window, alpha, {})
 
 
 def _new_runs(url: str, name: str, runs: list[Alert], length: pd.Timedelta) -> list[Alert]:

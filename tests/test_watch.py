@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from overlay_sdk import watch
 from overlay_sdk.alerts import read_alerts
 from overlay_sdk.spec import AIOverlaySpec
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter
@@ -26,8 +28,7 @@ class _Registry:
         return REFERENCE
 
 
-def test_a_drift_that_goes_on_for_hours_is_one_alert(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'telemetry.db'}"
+def _drifting_day(url: str) -> None:
     writer = TelemetryWriter(url)
     rng = np.random.default_rng(2)
     for hour in range(12):  # drifted from hour 0 on, all day
@@ -37,10 +38,18 @@ def test_a_drift_that_goes_on_for_hours_is_one_alert(tmp_path: Path) -> None:
                                      time=START + timedelta(hours=hour, seconds=i * 10)))
     writer.flush()
     writer.close()
-    spec = AIOverlaySpec.model_validate({
-        "host": {"url": "http://127.0.0.1:1"}, "routes": [{"model": "fraud", "version": "1",
-                                                           "weight": 100}],
-        "drift": {"window": "1h", "consecutive": 2, "alpha": 0.01}})
+
+
+SPEC = AIOverlaySpec.model_validate({
+    "host": {"url": "http://127.0.0.1:1"}, "routes": [{"model": "fraud", "version": "1",
+                                                       "weight": 100}],
+    "drift": {"window": "1h", "consecutive": 2, "alpha": 0.01}})
+
+
+def test_a_drift_that_goes_on_for_hours_is_one_alert(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'telemetry.db'}"
+    _drifting_day(url)
+    spec = SPEC
     raised = []
     registry = _Registry()
     for hour in range(2, 13):
@@ -52,3 +61,25 @@ def test_a_drift_that_goes_on_for_hours_is_one_alert(tmp_path: Path) -> None:
     assert len(stored) == 1
     assert pd.Timestamp(stored["details"][0]["last_window"]) == pd.Timestamp(
         START + timedelta(hours=11))  # extended as the run went on
+
+
+def test_closed_windows_are_tested_once(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'telemetry.db'}"
+    _drifting_day(url)
+    reads: list[datetime | None] = []
+    real = watch.read_calls
+
+    def counted(*args: object, **kwargs: object) -> pd.DataFrame:
+        if kwargs.get("payloads", True):
+            reads.append(kwargs.get("since"))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(watch, "read_calls", counted)
+    registry = _Registry()
+    evaluate(url, "o", SPEC, registry=registry, now=START + timedelta(hours=5, minutes=5))
+    evaluate(url, "o", SPEC, registry=registry, now=START + timedelta(hours=5, minutes=6))
+    # first: the two closed windows and the one in progress; then only the one in progress
+    assert [pd.Timestamp(r) for r in reads] == [pd.Timestamp(START + timedelta(hours=3)),
+                                                pd.Timestamp(START + timedelta(hours=5))]
+    assert len(read_alerts(url, overlay="o")) == 1
