@@ -197,6 +197,40 @@ def sse(event: str | None, data: str) -> bytes:
     return (f"event: {event}\n" if event else "").encode() + f"data: {data}\n\n".encode()
 
 
+class LoopbackApp:
+    """An aiohttp application served on a free loopback port from a thread of its own
+    (its own event loop), for fake upstreams in the gateway tests."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(app, access_log=None)
+        self.url = ""
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.runner.setup())
+            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
+            self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return self.url
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.thread.join(10)
+        self.loop.close()
+
+
 class FakeProviders:
     """OpenAI ``/v1/chat/completions``, Anthropic ``/v1/messages`` and Cohere ``/v2/chat``
     as they answer; what they are sent is validated against the official request types.
@@ -208,8 +242,8 @@ class FakeProviders:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.refused: list[tuple[str, str]] = []  # requests the real API would refuse
         self.busy = 0
-        self.loop = asyncio.new_event_loop()
         self.url = ""
+        self._server: LoopbackApp | None = None
 
     def _handler(self, provider: str) -> Any:
         async def handle(request: web.Request) -> web.Response:
@@ -287,24 +321,9 @@ class FakeProviders:
         app.router.add_post("/v1/messages", self._handler("anthropic"))
         app.router.add_post("/v2/chat", self._handler("cohere"))
         app.router.add_post("/ollama/v1/chat/completions", self._handler("ollama"))
-        self.runner = web.AppRunner(app, access_log=None)
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-            self.loop.run_until_complete(site.start())
-            self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
+        self._server = LoopbackApp(app)
+        self.url = self._server.start()
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        if self._server is not None:
+            self._server.stop()

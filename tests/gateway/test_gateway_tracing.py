@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from providers_support import KEY, FakeProviders
+from providers_support import KEY, FakeProviders, LoopbackApp
 
 from overlay_sdk.client import ControlPlane, Overlay
 from overlay_sdk.errors import ValidationError
@@ -266,8 +265,8 @@ class _Collector:
 
     def __init__(self) -> None:
         self.received: list[ExportTraceServiceRequest] = []
-        self.loop = asyncio.new_event_loop()
         self.url = ""
+        self._server: LoopbackApp | None = None
 
     async def _traces(self, request: web.Request) -> web.Response:
         message = ExportTraceServiceRequest()
@@ -278,27 +277,13 @@ class _Collector:
     def __enter__(self) -> _Collector:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
-        self.runner = web.AppRunner(app, access_log=None)
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.runner.setup())
-            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
-            self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
+        self._server = LoopbackApp(app)
+        self.url = self._server.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        if self._server is not None:
+            self._server.stop()
 
 
 def test_otel_variables_export_spans_over_otlp(
