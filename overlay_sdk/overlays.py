@@ -20,6 +20,7 @@ import pandas as pd
 from overlay_sdk import traffic
 from overlay_sdk.alerts import read_alerts
 from overlay_sdk.analytics.cost_frame import CostFrame
+from overlay_sdk.analytics.drift_sketch import EXACT_ROWS
 from overlay_sdk.analytics.timeline import DriftTimeline
 from overlay_sdk.errors import ConflictError, NotFoundError, ValidationError
 from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status, spend
@@ -362,17 +363,20 @@ class Overlay:
         return created
 
     def drift(self, *, reference: Any = "registered", window: str = "1h", since: Any = None,
-              alpha: float = 0.05, correction: str = "fdr_bh") -> DriftTimeline:
+              alpha: float = 0.05, correction: str = "fdr_bh", exact_rows: int = EXACT_ROWS
+              ) -> DriftTimeline:
         """Whether this overlay's inputs and outputs drift, per model version and
         ``window`` ("15min", "1h", "1D"), from ``reference``: ``"registered"`` (each
         version's reference data), a DataFrame, or a time range ``(start, end)`` of the
         version's own calls (``("2 days ago", "yesterday")``). Uses the sampled calls
         (``spec.telemetry.sampleRate``). ``.frame`` has a row per feature, window and
-        version; ``.plot()`` a heatmap; ``.streaks(k)`` the runs of drifted windows."""
+        version; ``.plot()`` a heatmap; ``.streaks(k)`` the runs of drifted windows.
+        Calls are read in chunks; a window of more than ``exact_rows`` records is tested
+        from sketches in bounded memory (its rows say "estimated")."""
         return overlay_drift(self._cp.telemetry_url, self.name, reference,
                              registry=self._cp.models, window=window, since=since,
                              alpha=alpha, correction=correction,
-                             first_revision=self._created())
+                             first_revision=self._created(), exact_rows=exact_rows)
 
     def alerts(self, *, kind: str | None = None, since: Any = None) -> pd.DataFrame:
         """This overlay's stored alerts (``drift``, ``budget``), newest first."""

@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -40,6 +40,7 @@ __all__ = [
     "CallRecord",
     "TelemetryWriter",
     "calls_table",
+    "iter_calls",
     "open_store",
     "purge",
     "read_calls",
@@ -432,20 +433,49 @@ def read_calls(url: str, *, overlay: str | None = None, since: datetime | None =
                payloads: bool = True) -> pd.DataFrame:
     """Stored calls, oldest first; sampled inputs expanded to ``input.<feature>`` columns.
     ``payloads=False`` reads only :data:`TIMING_COLUMNS` (much less to read and parse)."""
+    chunks = list(iter_calls(url, overlay=overlay, since=since, payloads=payloads,
+                             chunk_rows=None))
+    return chunks[0]
+
+
+def iter_calls(url: str, *, overlay: str | None = None, since: datetime | None = None,
+               payloads: bool = True, chunk_rows: int | None = 50_000
+               ) -> Iterator[pd.DataFrame]:
+    """:func:`read_calls` in frames of at most ``chunk_rows`` calls, oldest first (None: one
+    frame), each read when the previous one was consumed: a long history is gone through
+    in bounded memory. At least one frame comes, empty when nothing matches."""
     engine = _engine(url)
     columns = list(calls_table.columns) if payloads else [
         calls_table.c[name] for name in TIMING_COLUMNS]
-    query = sa.select(*columns).order_by(calls_table.c.id)
+    query = sa.select(*columns, calls_table.c.id.label("_id")).order_by(calls_table.c.id)
     if overlay is not None:
         query = query.where(calls_table.c.overlay == overlay)
     if since is not None:
         query = query.where(calls_table.c.time >= _utc(since))
+    names = [c.name for c in columns]
+    after: int | None = None
+    first = True
     try:
-        with engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).mappings().all(),
-                                 columns=[c.name for c in columns])
+        while True:
+            page = query if after is None else query.where(calls_table.c.id > after)
+            if chunk_rows is not None:
+                page = page.limit(chunk_rows)
+            with engine.connect() as conn:
+                rows = conn.execute(page).mappings().all()
+            if not rows and not first:
+                return
+            first = False
+            frame = pd.DataFrame(rows, columns=[*names, "_id"])
+            if len(rows):
+                after = int(rows[-1]["_id"])
+            yield _calls_frame(frame.drop(columns=["_id"]), payloads)
+            if chunk_rows is None or len(rows) < chunk_rows:
+                return
     finally:
         engine.dispose()
+
+
+def _calls_frame(frame: pd.DataFrame, payloads: bool) -> pd.DataFrame:
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     if not payloads:
         return frame

@@ -18,10 +18,11 @@ import pandas as pd
 
 from overlay_sdk.alerts import Alert, extend_alert, raise_alerts, read_alerts
 from overlay_sdk.analytics.alerting import budget_alert, drift_alerts
+from overlay_sdk.analytics.drift_sketch import EXACT_ROWS
 from overlay_sdk.analytics.timeline import DriftTimeline, drift_timeline, output_value, window_of
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.spec import AIOverlaySpec
-from overlay_sdk.telemetry import read_calls
+from overlay_sdk.telemetry import iter_calls, read_calls
 from overlay_sdk.when import parse_when
 
 __all__ = ["evaluate", "overlay_drift"]
@@ -30,19 +31,21 @@ __all__ = ["evaluate", "overlay_drift"]
 def overlay_drift(url: str, name: str, reference: Any, *, registry: Any = None,
                   window: str = "1h", since: Any = None, alpha: float = 0.05,
                   correction: str = "fdr_bh", first_revision: int = 1,
-                  now: datetime | None = None) -> DriftTimeline:
+                  exact_rows: int = EXACT_ROWS, now: datetime | None = None) -> DriftTimeline:
     """Drift of overlay ``name``'s sampled calls per window and version (see
     :func:`overlay_sdk.analytics.timeline.drift_timeline`) against ``reference``:
     ``"registered"`` (each version's reference data in ``registry``), a DataFrame, or a
-    time range ``(start, end)`` of the same version's own calls."""
+    time range ``(start, end)`` of the same version's own calls. The calls are read in
+    chunks: a window of more than ``exact_rows`` records is tested from sketches."""
     clock = now or datetime.now(UTC)
     window_of(window)  # a bad window fails before anything is read
     start = parse_when(since, clock, field="since") if since is not None else None
-    calls = read_calls(url, overlay=name, since=start)
+    chunks = iter_calls(url, overlay=name, since=start)
     if first_revision > 1:
-        calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
-    return drift_timeline(calls, _reference(url, name, reference, registry, clock),
-                          window=window, alpha=alpha, correction=correction)
+        chunks = (c[c["revision"] >= first_revision] for c in chunks)
+    return drift_timeline(chunks, _reference(url, name, reference, registry, clock),
+                          window=window, alpha=alpha, correction=correction,
+                          exact_rows=exact_rows)
 
 
 def _reference(url: str, name: str, reference: Any, registry: Any, clock: datetime

@@ -14,7 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from overlay_sdk.errors import BackendError, ValidationError
-from overlay_sdk.telemetry import REDACTED, CallRecord, TelemetryWriter, purge, read_calls
+from overlay_sdk.telemetry import (
+    REDACTED,
+    CallRecord,
+    TelemetryWriter,
+    iter_calls,
+    purge,
+    read_calls,
+)
 
 
 def record(i: int, **kw: object) -> CallRecord:
@@ -41,6 +48,21 @@ def test_records_round_trip_with_features_as_columns_and_redaction(telemetry_url
     assert (frame["role"] == "shadow").sum() == 50
     assert str(frame["time"].dt.tz) == "UTC"
     assert read_calls(telemetry_url, overlay="other").empty
+
+
+def test_calls_read_in_chunks_are_the_calls_read_whole(telemetry_url: str) -> None:
+    writer = TelemetryWriter(telemetry_url)
+    for i in range(25):
+        writer.submit(record(i, overlay="scoring" if i % 5 else "other"))
+    writer.flush()
+    writer.close()
+    chunks = list(iter_calls(telemetry_url, overlay="scoring", chunk_rows=7))
+    assert [len(c) for c in chunks] == [7, 7, 6]
+    whole = read_calls(telemetry_url, overlay="scoring")
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+    empty = list(iter_calls(telemetry_url, overlay="nobody", chunk_rows=7))
+    assert len(empty) == 1 and empty[0].empty and list(empty[0].columns) == list(
+        read_calls(telemetry_url, overlay="nobody").columns)
 
 
 def test_sampling_keeps_timing_of_every_call_but_payloads_of_a_share(telemetry_url: str) -> None:

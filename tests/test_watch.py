@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,14 +69,13 @@ def test_closed_windows_are_tested_once(tmp_path: Path,
     url = f"sqlite:///{tmp_path / 'telemetry.db'}"
     _drifting_day(url)
     reads: list[datetime | None] = []
-    real = watch.read_calls
+    real = watch.iter_calls
 
-    def counted(*args: object, **kwargs: object) -> pd.DataFrame:
-        if kwargs.get("payloads", True):
-            reads.append(kwargs.get("since"))  # type: ignore[arg-type]
+    def counted(*args: object, **kwargs: object) -> Iterator[pd.DataFrame]:
+        reads.append(kwargs.get("since"))  # type: ignore[arg-type]
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(watch, "read_calls", counted)
+    monkeypatch.setattr(watch, "iter_calls", counted)
     registry = _Registry()
     evaluate(url, "o", SPEC, registry=registry, now=START + timedelta(hours=5, minutes=5))
     evaluate(url, "o", SPEC, registry=registry, now=START + timedelta(hours=5, minutes=6))

@@ -42,8 +42,8 @@ from overlay_sdk.analytics.stats import (
 )
 from overlay_sdk.errors import ValidationError
 
-__all__ = ["REPORT_COLUMNS", "TESTS", "DriftReport", "drift_report", "drift_setting",
-           "feature_kind"]
+__all__ = ["REPORT_COLUMNS", "TESTS", "DriftReport", "assemble_report", "drift_report",
+           "drift_setting", "feature_kind"]
 
 TESTS = ("ks", "chi2", "text")
 REPORT_COLUMNS = ("feature", "kind", "test", "statistic", "p_value", "p_adjusted", "drifted",
@@ -377,12 +377,19 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, alpha: float
     finally:
         if bar is not None:
             bar.close()
-    flat = [pair for name in columns for pair in rows[name]]
-    frame = pd.DataFrame([row for row, _ in flat], columns=[
+    return assemble_report([pair for name in columns for pair in rows[name]], alpha,
+                           correction)
+
+
+def assemble_report(pairs: list[tuple[dict[str, Any], _Shape | None]], alpha: float,
+                    correction: str) -> DriftReport:
+    """The report of the rows tested (with what to draw of each): p-values corrected
+    across them, ``drifted`` where the adjusted p-value is below ``alpha``."""
+    frame = pd.DataFrame([row for row, _ in pairs], columns=[
         c for c in REPORT_COLUMNS if c not in ("p_adjusted", "drifted")])
-    frame.insert(5, "p_adjusted", adjust(frame["p_value"].to_numpy(), correction))
+    frame.insert(5, "p_adjusted", adjust(frame["p_value"].to_numpy(dtype=float), correction))
     frame.insert(6, "drifted", (frame["p_adjusted"] < alpha).to_numpy())
-    shapes = {row["feature"]: shape for row, shape in flat if shape is not None}
+    shapes = {row["feature"]: shape for row, shape in pairs if shape is not None}
     return DriftReport.of(frame, float(alpha), correction, shapes)
 
 

@@ -93,7 +93,9 @@ class FeatureSketch:
             array = values.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             array = np.asarray(values, dtype=np.float64)
-        array = np.ascontiguousarray(array.reshape(-1))
+        # (the library takes only writable, contiguous float64 arrays: pandas may lend
+        # read-only views)
+        array = np.require(array.reshape(-1), np.float64, ["C", "W"])
         missing = np.isnan(array)
         count = int(missing.sum())
         if count:
@@ -136,6 +138,15 @@ class FeatureSketch:
         if self._sketch.is_empty():
             return np.full(len(ranks), np.nan)
         return np.asarray(self._sketch.get_quantiles(ranks, True), dtype=float)
+
+    def cdf(self, points: Iterable[float]) -> np.ndarray:
+        """Estimated share of values <= each of ``points`` (NaN for an empty sketch)."""
+        at = [float(v) for v in points]
+        if self._sketch.is_empty():
+            return np.full(len(at), np.nan)
+        if not at:
+            return np.empty(0)
+        return np.asarray(self._sketch.get_cdf(at, True), dtype=float)[:-1]
 
     def sorted_view(self) -> tuple[np.ndarray, np.ndarray]:
         """The retained items in order and the normalized rank (share of values <= it)

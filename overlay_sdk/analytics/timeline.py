@@ -10,20 +10,24 @@ features drifted for ``k`` windows in a row: what raises a drift alert.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from html import escape
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from overlay_sdk.analytics.drift import REPORT_COLUMNS, DriftReport, drift_report, drift_setting
+from overlay_sdk.analytics.drift import REPORT_COLUMNS, DriftReport, drift_setting
+from overlay_sdk.analytics.drift_sketch import EXACT_ROWS, WindowDrift
 from overlay_sdk.errors import ValidationError
 
-__all__ = ["TIMELINE_COLUMNS", "DriftTimeline", "drift_timeline", "output_value", "window_of"]
+__all__ = ["LATE_GRACE", "TIMELINE_COLUMNS", "DriftTimeline", "drift_timeline", "output_value",
+           "window_of"]
 
 TIMELINE_COLUMNS = ("window", "model", "version", *REPORT_COLUMNS)
+LATE_GRACE = pd.Timedelta(minutes=5)  # a window is tested once calls are this far past it
 STREAK_COLUMNS = ("model", "version", "feature", "first_window", "last_window", "windows")
 
 
@@ -169,34 +173,76 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
         return timeline_figure(self.frame[keys == chosen], chosen, self.alpha)
 
 
-def drift_timeline(calls: pd.DataFrame, reference: Callable[[str], pd.DataFrame | None], *,
-                   window: str = "1h", alpha: float = 0.05, correction: str = "fdr_bh"
-                   ) -> DriftTimeline:
+def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
+                   reference: Callable[[str], pd.DataFrame | None], *, window: str = "1h",
+                   alpha: float = 0.05, correction: str = "fdr_bh",
+                   exact_rows: int = EXACT_ROWS) -> DriftTimeline:
     """Drift of each model version's calls per ``window`` against ``reference(version)``
     (``"model:version"`` -> a DataFrame of features, and ``output`` to test outputs too;
-    None: the version has no reference, said in the rows' ``message``)."""
+    None: the version has no reference, said in the rows' ``message``).
+
+    ``calls``: one frame, or frames oldest first (:func:`overlay_sdk.telemetry.iter_calls`)
+    gone through in bounded memory: a window is tested once the calls have moved
+    :data:`LATE_GRACE` past its end, exactly while it holds at most ``exact_rows`` records,
+    from sketches past that (:mod:`.drift_sketch`)."""
     length = window_of(window)
-    rows: list[pd.DataFrame] = []
+    if isinstance(exact_rows, bool) or not isinstance(exact_rows, int) or exact_rows < 1:
+        raise ValidationError.at("exact_rows", f"give a whole number >= 1, got {exact_rows!r}")
+    references: dict[str, pd.DataFrame | None] = {}
+    open_windows: dict[tuple[pd.Timestamp, str, str], WindowDrift | list[str]] = {}
+    done: dict[tuple[pd.Timestamp, str, str], pd.DataFrame] = {}
+    late: collections.Counter[tuple[pd.Timestamp, str, str]] = collections.Counter()
     reports: dict[tuple[pd.Timestamp, str], DriftReport] = {}
-    if not calls.empty:
-        sampled = calls[calls.filter(like="input.").notna().any(axis=1)] if any(
-            c.startswith("input.") for c in calls.columns) else calls.iloc[0:0]
-        windows = sampled["time"].dt.floor(length)
+
+    def finish(at: tuple[pd.Timestamp, str, str]) -> None:
+        start, model, version = at
+        window_drift = open_windows.pop(at)
+        if isinstance(window_drift, list):
+            frame = pd.DataFrame([{"feature": c, "message": f"no reference for {model}:"
+                                   f"{version}"} for c in window_drift],
+                                 columns=list(REPORT_COLUMNS))
+            frame["drifted"] = False
+        else:
+            report = window_drift.report(alpha=alpha, correction=correction)
+            reports[(start, f"{model}:{version}")] = report
+            frame = report.frame
+        done[at] = frame.assign(window=start, model=model, version=version)
+
+    for chunk in [calls] if isinstance(calls, pd.DataFrame) else calls:
+        if chunk.empty or not any(c.startswith("input.") for c in chunk.columns):
+            continue
+        sampled = chunk[chunk.filter(like="input.").notna().any(axis=1)]
         for (start, model, version), part in sampled.groupby(
-                [windows, sampled["model"], sampled["version"]], sort=True):
-            key = f"{model}:{version}"
-            ref = reference(key)
+                [sampled["time"].dt.floor(length), sampled["model"], sampled["version"]],
+                sort=True):
+            at = (start, str(model), str(version))
+            if at in done:
+                late[at] += len(part)
+                continue
             current = _features(part)
-            if ref is None:
-                frame = pd.DataFrame([{"feature": c, "message": f"no reference for {key}"}
-                                      for c in current.columns], columns=list(REPORT_COLUMNS))
-                frame["drifted"] = False
+            if at not in open_windows:
+                key = f"{model}:{version}"
+                if key not in references:
+                    references[key] = reference(key)
+                ref = references[key]
+                open_windows[at] = [] if ref is None else WindowDrift(ref,
+                                                                      exact_rows=exact_rows)
+            window_drift = open_windows[at]
+            if isinstance(window_drift, list):
+                window_drift.extend(c for c in current.columns if c not in window_drift)
             else:
-                report = drift_report(ref, current, alpha=alpha, correction=correction,
-                                      progress=False)
-                reports[(start, key)] = report
-                frame = report.frame
-            rows.append(frame.assign(window=start, model=model, version=version))
+                window_drift.add(current)
+        horizon = chunk["time"].min()
+        for at in [at for at in open_windows if at[0] + length + LATE_GRACE <= horizon]:
+            finish(at)
+    for at in list(open_windows):
+        finish(at)
+    for at, count in late.items():
+        frame = done[at]
+        said = f"{count} records written after this window was tested are left out"
+        frame["message"] = [f"{m}; {said}" if isinstance(m, str) and m else said
+                            for m in frame["message"]]
+    rows = [done[at] for at in sorted(done)]
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=list(TIMELINE_COLUMNS))
     frame = frame[list(TIMELINE_COLUMNS)]
