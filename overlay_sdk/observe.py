@@ -192,4 +192,5 @@ def spend(url: str, *, name: str | None = None, since: Any = None, by: str = "ve
         calls = calls[calls["revision"] >= first_revision].reset_index(drop=True)
     frame = CostFrame(cost_frame(calls, by))
     frame.budget_usd_per_day = budget
+    frame.by = by
     return frame

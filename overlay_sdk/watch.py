@@ -19,7 +19,12 @@ import pandas as pd
 from overlay_sdk.alerts import Alert, extend_alert, raise_alerts, read_alerts
 from overlay_sdk.analytics.alerting import budget_alert, drift_alerts
 from overlay_sdk.analytics.drift_sketch import EXACT_ROWS
-from overlay_sdk.analytics.timeline import DriftTimeline, drift_timeline, output_value, window_of
+from overlay_sdk.analytics.timeline import (
+    DriftTimeline,
+    call_features,
+    drift_timeline,
+    window_of,
+)
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.spec import AIOverlaySpec
 from overlay_sdk.telemetry import iter_calls, read_calls
@@ -70,10 +75,7 @@ def _reference(url: str, name: str, reference: Any, registry: Any, clock: dateti
             model, _, version = key.partition(":")
             own = calls[(calls["model"] == model) & (calls["version"] == version)]
             own = own[own.filter(like="input.").notna().any(axis=1)]
-            if own.empty:
-                return None
-            inputs = own.filter(like="input.").rename(columns=lambda c: c.removeprefix("input."))
-            return inputs.assign(output=[output_value(v) for v in own["output"]])
+            return None if own.empty else call_features(own)
         return ranged
     raise ValidationError.at("reference", 'give "registered", a DataFrame, or a time range '
                              '(start, end) such as ("2 days ago", "yesterday")')

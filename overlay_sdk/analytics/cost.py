@@ -7,7 +7,13 @@ call, and spend summaries. Pure (the catalog's file is read and written by
 - Self-hosted versions are priced by the hour of what they hold: the hourly price of their
   GPU type times the share of it they declared (``resources={"gpu": "A100-80GB",
   "fraction": 0.25}``), or of their CPU cores; a call costs its busy time (its latency) x
-  that hourly share.
+  that hourly share. Calls served at the same time each pay their whole latency: the sum
+  is what the calls used if served one by one, an upper bound of the machine's time when
+  a version serves calls concurrently (divide by the concurrency for the machine's bill).
+- The gateway prices a version's calls from the catalog as it was when it loaded the
+  version, and again whenever the catalog file changed (it looks every
+  ``alert_interval`` seconds): an edit applies to calls from then on, never to calls
+  already recorded.
 
 Costs are kept as whole nano-dollars (1e-9 USD, :data:`NANO`) so that totals are exact
 sums of the per-call costs, whatever the grouping; frames show them as ``cost_usd``.

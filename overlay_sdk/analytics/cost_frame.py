@@ -14,8 +14,9 @@ class CostFrame(pd.DataFrame):  # type: ignore[misc]
     """What ``o.cost()`` and ``cp.cost()`` return: a DataFrame of spend (see
     :func:`overlay_sdk.analytics.cost.cost_frame`) with a plotly ``plot()``."""
 
-    _metadata: ClassVar[list[str]] = ["budget_usd_per_day"]  # kept by pandas operations
+    _metadata: ClassVar[list[str]] = ["budget_usd_per_day", "by"]  # kept by pandas
     budget_usd_per_day: float | None = None
+    by: str = "version"  # how the spend is grouped: version, hour, day, overlay
 
     @property
     def _constructor(self) -> Any:
@@ -29,7 +30,7 @@ class CostFrame(pd.DataFrame):  # type: ignore[misc]
     def plot(self, *args: Any, **kwargs: Any) -> Any:
         """One plotly figure: spend over time stacked by version (or per version without a
         time column), beside the cost per inference of each version; the daily budget is a
-        line when the spend is per day."""
+        line over spend per day, and its pace (a 24th of it) over spend per hour."""
         from plotly.subplots import make_subplots
 
         series = "overlay" if "overlay" in self.columns else "version"
@@ -49,8 +50,12 @@ class CostFrame(pd.DataFrame):  # type: ignore[misc]
         figure.add_bar(x=per_call.index, y=per_call["cost"] / 1e9 / per_call["priced"],
                        marker_color="#546e7a", showlegend=False, row=1, col=2)
         if self.budget_usd_per_day is not None and x == "time":
-            figure.add_hline(y=self.budget_usd_per_day, line_dash="dash", row=1, col=1,
-                             annotation_text=f"budget {self.budget_usd_per_day:g} USD/day")
+            # per hour, the pace that spends the daily budget in a day
+            hourly = self.by == "hour"
+            line = self.budget_usd_per_day / 24 if hourly else self.budget_usd_per_day
+            figure.add_hline(y=line, line_dash="dash", row=1, col=1, annotation_text=(
+                f"budget pace {line:g} USD/hour ({self.budget_usd_per_day:g}/day)" if hourly
+                else f"budget {self.budget_usd_per_day:g} USD/day"))
         figure.update_layout(barmode="stack", template="plotly_white", height=380,
                              title="Cost")
         return figure

@@ -6,7 +6,8 @@ One row per feature (column), tested by kind:
   p-value, see :mod:`.stats`), with the Wasserstein distance and PSI as effect sizes, and
   chi-square on PSI's bins (the reference's deciles) as ``chi2_bins_p``, a second opinion
   that is not used for ``drifted``;
-- categories (text with few distinct values, booleans): chi-square on the contingency
+- categories (text with few distinct values, booleans, integers with at most 10 values
+  such as class labels): chi-square on the contingency
   table, with PSI and the Jensen-Shannon distance;
 - free text (model outputs): the distributions of its length in characters and in
   whitespace-separated tokens, each tested as numbers (``answer.length``,
@@ -51,6 +52,7 @@ REPORT_COLUMNS = ("feature", "kind", "test", "statistic", "p_value", "p_adjusted
                   "missing_reference", "missing_current", "message")
 PROGRESS_ROWS = 1_000_000  # a progress bar past this many values in all
 PARALLEL_ROWS = 200_000  # columns tested on threads past this many values in all
+LABELS_MAX_DISTINCT = 10  # integers with at most this many values in all: class labels
 TEXT_MIN_DISTINCT = 50  # strings with more distinct values than this, mostly unique: text
 TEXT_MIN_LENGTH = 20  # or fewer, but long (median characters) and of several words
 _GRID = 101  # points kept per side to draw a feature's distributions
@@ -187,12 +189,16 @@ def feature_kind(values: pd.Series) -> str:
 
 def _kind(ref: pd.Series, cur: pd.Series) -> str:
     """The test for a column, from both sides: numbers (booleans beside numbers, dates and
-    durations count as numbers) get KS; two boolean sides get chi-square."""
+    durations count as numbers) get KS; two boolean sides, and integers with at most
+    :data:`LABELS_MAX_DISTINCT` values in all (class labels), get chi-square."""
     numeric = pd.api.types.is_numeric_dtype
     boolean = pd.api.types.is_bool_dtype
     timely = (pd.api.types.is_datetime64_any_dtype, pd.api.types.is_timedelta64_dtype)
     if all(boolean(x) for x in (ref, cur)):
         return "chi2"
+    if all(pd.api.types.is_integer_dtype(x) for x in (ref, cur)) and len(
+            set(ref.unique()) | set(cur.unique())) <= LABELS_MAX_DISTINCT:
+        return "chi2"  # class labels (0/1, 0..9): categories, not a continuous scale
     if all(numeric(x) or any(t(x) for t in timely) for x in (ref, cur)):
         return "ks"
     return feature_kind(pd.concat([ref.head(1000), cur.head(1000)], ignore_index=True))

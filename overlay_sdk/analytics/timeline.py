@@ -23,8 +23,8 @@ from overlay_sdk.analytics.drift import REPORT_COLUMNS, DriftReport, drift_setti
 from overlay_sdk.analytics.drift_sketch import EXACT_ROWS, WindowDrift
 from overlay_sdk.errors import ValidationError
 
-__all__ = ["LATE_GRACE", "TIMELINE_COLUMNS", "DriftTimeline", "drift_timeline", "output_value",
-           "window_of"]
+__all__ = ["LATE_GRACE", "TIMELINE_COLUMNS", "DriftTimeline", "call_features", "drift_timeline",
+           "output_value", "window_of"]
 
 TIMELINE_COLUMNS = ("window", "model", "version", *REPORT_COLUMNS)
 LATE_GRACE = pd.Timedelta(minutes=5)  # a window is tested once calls are this far past it
@@ -46,21 +46,24 @@ def window_of(window: str) -> pd.Timedelta:
 
 def output_value(value: Any) -> Any:
     """What drift compares of a model's output: the value of a one-row answer (``[0.7]`` ->
-    0.7), a chat answer's text, else the answer as JSON text."""
+    0.7), a chat answer's text, a record of named values as it is (each tested as
+    ``output.<name>``), else the answer as JSON text."""
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, dict):
         if isinstance(value.get("content"), str):
             return value["content"]
-        return json.dumps(value, sort_keys=True, default=str)
+        return value
     if isinstance(value, list):
         return json.dumps(value, default=str)
     return value
 
 
-def _features(calls: pd.DataFrame) -> pd.DataFrame:
+def call_features(calls: pd.DataFrame) -> pd.DataFrame:
     """The sampled inputs (``input.x`` -> ``x``) and the output, one row per record: a call
-    that sent several records (its inputs and outputs kept as lists) gives one row each."""
+    that sent several records (its inputs and outputs kept as lists) gives one row each.
+    Outputs that are records of named values (``{"score": 0.7, "label": 1}``) give a
+    column each (``output.score``, ``output.label``)."""
     inputs = [c for c in calls.columns if c.startswith("input.")]
     frame = calls[inputs].rename(columns=lambda c: c.removeprefix("input.")).reset_index(
         drop=True)
@@ -72,7 +75,15 @@ def _features(calls: pd.DataFrame) -> pd.DataFrame:
         with contextlib.suppress(ValueError):
             frame = frame.explode(listed, ignore_index=True)
     if "output" in frame:
-        frame["output"] = [output_value(v) for v in frame["output"]]
+        outputs = [output_value(v) for v in frame["output"]]
+        present = [v for v in outputs if v is not None and v == v]
+        if present and all(isinstance(v, dict) for v in present):
+            named = pd.DataFrame([v if isinstance(v, dict) else {} for v in outputs])
+            frame = pd.concat([frame.drop(columns=["output"]),
+                               named.add_prefix("output.")], axis=1)
+        else:
+            frame["output"] = [json.dumps(v, sort_keys=True, default=str)
+                               if isinstance(v, dict) else v for v in outputs]
     for column in frame.columns:  # exploded columns are objects: numbers again
         if frame[column].dtype == object:
             converted = pd.to_numeric(frame[column], errors="coerce")
@@ -206,6 +217,12 @@ def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
             report = window_drift.report(alpha=alpha, correction=correction)
             reports[(start, f"{model}:{version}")] = report
             frame = report.frame
+        outputs = frame["feature"].astype(str).str.startswith("output") & frame[
+            "message"].astype(str).str.startswith("only in current")
+        frame.loc[outputs, "message"] = (
+            "the reference has no model outputs to compare with: register the reference "
+            "with an 'output' column (the model's answers to it), or compare with a time "
+            "range of the version's own calls")
         done[at] = frame.assign(window=start, model=model, version=version)
 
     for chunk in [calls] if isinstance(calls, pd.DataFrame) else calls:
@@ -219,7 +236,7 @@ def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
             if at in done:
                 late[at] += len(part)
                 continue
-            current = _features(part)
+            current = call_features(part)
             if at not in open_windows:
                 key = f"{model}:{version}"
                 if key not in references:

@@ -128,6 +128,11 @@ class GatewayHandle:
         self.flush()
         return self._run(self.gateway.evaluate_alerts(), timeout=timeout)
 
+    def refresh_prices(self, timeout: float = 30.0) -> bool:
+        """Price the next calls of loaded versions from the catalog, if it changed (the
+        gateway looks every ``alert_interval`` seconds); True when it had."""
+        return self._run(self.gateway.refresh_prices(), timeout=timeout)
+
     def stop(self) -> None:
         """Stop the gateway (telemetry still queued is written first). Safe to call twice."""
         if self.running:

@@ -183,6 +183,13 @@ class ModelPool:
         except OverlayError as err:
             return Rate("none", why=f"prices: {err}")
 
+    def reprice(self) -> None:
+        """Price the loaded versions' calls from the catalog as it is now (the gateway
+        does when the catalog file changes). Blocking: the registry is read."""
+        for entry in list(self._entries.values()):
+            if entry.backend is not None:
+                entry.rate = self._rate(entry.key)
+
     def rate(self, key: str) -> Rate:
         """The price rate of version ``key`` (``none`` when it is not loaded)."""
         entry = self._entries.get(key)

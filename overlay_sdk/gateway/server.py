@@ -49,7 +49,7 @@ from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wan
 from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.gateway.tracing import TRACE_HEADERS, Tracing, tracing_from
-from overlay_sdk.prices import load_catalog
+from overlay_sdk.prices import PRICES_FILE, load_catalog
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.store import Store
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
@@ -186,6 +186,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[Any]] = []
         self._tracing: Tracing | None = None
         self._books = concurrent.futures.ThreadPoolExecutor(1, "overlay-status")
+        self._prices_stamp: tuple[int, int] | None = None  # the price catalog file's, when last read
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -210,6 +211,7 @@ class Gateway:
         # one pooled session for hosts and one for HTTP models; connections are bounded per
         # host, so a host that hangs holds only its own connections
         self._session, self._model_session = _session(), _session(passthrough=False)
+        self._prices_stamp = self._prices_file_stamp()
         self._pool = ModelPool(
             self.registry, self._model_session, endpoints=self.config.endpoints,
             threads_per_version=self.config.threads_per_version,
@@ -674,7 +676,25 @@ class Gateway:
     async def _alert_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.alert_interval)
+            await self.refresh_prices()
             await self.evaluate_alerts()
+
+    async def refresh_prices(self) -> bool:
+        """Price the loaded versions' next calls from the catalog when its file changed
+        since the last look (every ``alert_interval`` seconds); True when it had."""
+        stamp = self._prices_file_stamp()
+        if stamp == self._prices_stamp or self._pool is None:
+            return False
+        self._prices_stamp = stamp
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.reprice)
+        return True
+
+    def _prices_file_stamp(self) -> tuple[int, int] | None:
+        try:  # the file is replaced whole on each edit: a new inode each time
+            found = (self.home / PRICES_FILE).stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns
 
     async def evaluate_alerts(self) -> list[Alert]:
         """Evaluate the alerts of every overlay served that asks for them (``spec.budget``,

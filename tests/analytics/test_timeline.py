@@ -39,7 +39,7 @@ def test_one_report_per_window_and_version() -> None:
     assert not frame[frame["feature"] == "age"]["drifted"].any()
     # the registered reference has no output: said, not tested
     output = frame[frame["feature"] == "output"]
-    assert output["message"].str.contains("only in current").all()
+    assert output["message"].str.contains("the reference has no model outputs").all()
     assert "5 windows of 1h" in repr(timeline)
     assert isinstance(timeline, pd.DataFrame) and len(timeline) == len(frame)
 
@@ -72,7 +72,20 @@ def test_output_values() -> None:
     assert output_value([0.7]) == 0.7
     assert output_value({"content": "hi", "finish_reason": "stop"}) == "hi"
     assert output_value([1, 2]) == "[1, 2]"
-    assert output_value({"b": 1, "a": 2}) == '{"a": 2, "b": 1}'
+    assert output_value({"b": 1, "a": 2}) == {"b": 1, "a": 2}  # tested as output.<name>
+
+
+def test_outputs_of_named_values_are_tested_each() -> None:
+    calls = _calls(3, shift_from=1)
+    calls["output"] = [{"score": a, "label": int(a > 0.5)} for a in calls["input.amount"]]
+    reference = REFERENCE.assign(**{"output.score": REFERENCE["amount"],
+                                    "output.label": (REFERENCE["amount"] > 0.5).astype(int)})
+    frame = drift_timeline(calls, lambda key: reference, alpha=0.01).frame
+    score = frame[frame["feature"] == "output.score"].set_index("window")
+    label = frame[frame["feature"] == "output.label"].set_index("window")
+    assert list(score["drifted"]) == [False, True, True] and set(score["test"]) == {"ks"}
+    # integer class labels are categories: chi-square
+    assert list(label["drifted"]) == [False, True, True] and set(label["test"]) == {"chi2"}
 
 
 @pytest.mark.parametrize("window", ["soon", "-1h", ""])

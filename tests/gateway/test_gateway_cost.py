@@ -45,21 +45,26 @@ def test_calls_are_priced_by_tokens_or_busy_time_and_totals_add_up(
             assert _invoke(gw.url, "priced-chat", "hello", 5) == [200] * 5
             assert _invoke(gw.url, "priced-fraud", ROW, 4) == [200] * 4
             assert _invoke(gw.url, "priced-chat", "fail", 1) == [502]
+            assert not gw.refresh_prices()  # nothing changed
+            plane.prices.set_tokens("openai", "gpt-4o-mini", input_per_1k=0.3,
+                                    output_per_1k=1.2)  # twice the price, from now on
+            assert gw.refresh_prices()
+            assert _invoke(gw.url, "priced-chat", "hello", 1) == [200]
             gw.flush()
         records = read_calls(plane.telemetry_url, payloads=False)
         chat_calls = records[records["overlay"] == "priced-chat"]
         # 11 tokens in, 3 out, as the fake answers: 11 * 0.15/1k + 3 * 0.6/1k USD
         per_call = round((11 * 0.15 + 3 * 0.6) / 1000 * NANO)
         ok = chat_calls[chat_calls["status"] == "ok"]
-        assert list(ok["cost_nusd"]) == [per_call] * 5
+        assert list(ok["cost_nusd"]) == [per_call] * 5 + [2 * per_call]
         assert chat_calls[chat_calls["status"] != "ok"]["cost_nusd"].isna().all()  # no usage
         fraud = records[records["overlay"] == "priced-fraud"]
         for _, call in fraud.iterrows():  # busy time x 36 USD an hour
             assert call["cost_nusd"] == round(call["latency_ms"] / 3_600_000 * 36.0 * NANO)
         cost = made[0].cost()
-        assert list(cost["calls"]) == [6] and list(cost["priced_calls"]) == [5]
-        assert int(cost["cost_nusd"].iloc[0]) == 5 * per_call
-        assert cost["usd_per_call"].iloc[0] == pytest.approx(per_call / NANO)
+        assert list(cost["calls"]) == [7] and list(cost["priced_calls"]) == [6]
+        assert int(cost["cost_nusd"].iloc[0]) == 7 * per_call
+        assert cost["usd_per_call"].iloc[0] == pytest.approx(7 * per_call / 6 / NANO)
         assert cost.budget_usd_per_day == 5
         everything = plane.cost()
         assert set(everything["overlay"]) >= {"priced-chat", "priced-fraud"}
