@@ -3,6 +3,8 @@ analytics from a terminal (see :mod:`overlay_sdk.cli`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from overlay_sdk.cli_support import TABLE_OR_JSON, emit, handles_errors, plane
@@ -21,15 +23,34 @@ _DRIFT_COLUMNS = ["window", "model", "version", "feature", "test", "statistic", 
 @click.option("--alpha", type=float, default=0.05, show_default=True,
               help="Significance level after Benjamini-Hochberg across features.")
 @click.option("--drifted-only", is_flag=True, help="Only the features that drifted.")
+@click.option("--reference", "reference_range", nargs=2, metavar="START END",
+              help='Compare with the version\'s own calls in this time range instead '
+              '("2 days ago" yesterday).')
+@click.option("--reference-file", type=click.Path(exists=True, dir_okay=False),
+              help="Compare with this CSV or Parquet file (a column per feature, and "
+              "'output') instead.")
 @TABLE_OR_JSON
 @click.pass_context
 @handles_errors
 def drift(ctx: click.Context, name: str, window: str, since: str | None, alpha: float,
-          drifted_only: bool, output: str) -> None:
-    """Drift of overlay NAME's sampled inputs and outputs from each version's registered
-    reference data, per window and version (KS for numbers, chi-square for categories)."""
+          drifted_only: bool, reference_range: tuple[str, str] | None,
+          reference_file: str | None, output: str) -> None:
+    """Drift of overlay NAME's sampled inputs and outputs per window and version, from
+    each version's registered reference data (or --reference / --reference-file): KS for
+    numbers, chi-square for categories and class labels, length and tokens for text."""
+    if reference_range and reference_file:
+        raise click.UsageError("give --reference or --reference-file, not both")
+    reference: Any = "registered"
+    if reference_range:
+        reference = tuple(reference_range)
+    elif reference_file:
+        import pandas as pd
+
+        reference = (pd.read_parquet(reference_file) if reference_file.endswith(
+            (".parquet", ".pq")) else pd.read_csv(reference_file))
     with plane(ctx) as cp:
-        frame = cp.overlays.get(name).drift(window=window, since=since, alpha=alpha).frame
+        frame = cp.overlays.get(name).drift(reference=reference, window=window, since=since,
+                                            alpha=alpha).frame
         if drifted_only:
             frame = frame[frame["drifted"]]
         emit(frame[_DRIFT_COLUMNS], output)

@@ -13,6 +13,7 @@ The grammar is small and exact (case and surrounding/repeated spaces do not matt
                            ``dt.astimezone()`` for this machine's local time).
 ISO 8601 text              with an offset: ``2024-05-01T09:30:00Z``,
                            ``2024-05-01 09:30+02:00`` (text without an offset is refused).
+``now``                    ``now`` itself.
 ``yesterday``              exactly 24 hours before ``now`` (the same clock time one day
                            earlier in UTC; no calendar or DST arithmetic).
 ``last week``              exactly 7 x 24 hours before ``now``.
@@ -40,6 +41,7 @@ __all__ = ["ACCEPTED_FORMS", "parse_when", "to_utc"]
 ACCEPTED_FORMS = (
     "a tz-aware datetime",
     "ISO 8601 text with an offset such as '2024-05-01T09:30:00Z'",
+    "'now'",
     "'yesterday' (24 h before now)",
     "'last week' (7 x 24 h before now)",
     "'N minutes|hours|days|weeks ago' such as '30 minutes ago' or 'an hour ago'",
@@ -48,7 +50,7 @@ ACCEPTED_FORMS = (
 
 _UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1),
           "day": timedelta(days=1), "week": timedelta(weeks=1)}
-_NAMED = {"yesterday": timedelta(days=1), "last week": timedelta(weeks=1)}
+_NAMED = {"now": timedelta(0), "yesterday": timedelta(days=1), "last week": timedelta(weeks=1)}
 _AGO = re.compile(r"^(?P<n>[0-9]{1,9}|an?) (?P<unit>minute|hour|day|week)s? ago$")
 _ISO_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

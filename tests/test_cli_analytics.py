@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter
@@ -45,5 +46,16 @@ def test_prices_then_cost_drift_and_alerts(run, tmp_path: Path) -> None:  # type
     drifted = run("drift", "scoring", "--window", "1D")
     assert drifted.exit_code == 0 and "amount" in drifted.output
     assert run("drift", "scoring", "--window", "soon").exit_code == 2
+    ranged = json.loads(run("drift", "scoring", "--window", "1D", "--reference",
+                            "2 days ago", "now", "-o", "json").output)
+    assert {r["feature"] for r in ranged} == {"amount", "age_days", "output"}
+    assert not any(r["drifted"] for r in ranged)  # the same calls on both sides
+    pd.DataFrame({"amount": [50.0 + i for i in range(40)], "age_days": 3.0}).to_csv(
+        tmp_path / "ref.csv", index=False)
+    filed = json.loads(run("drift", "scoring", "--window", "1D", "--reference-file",
+                           str(tmp_path / "ref.csv"), "-o", "json").output)
+    assert {r["feature"]: r["drifted"] for r in filed}["amount"] is True
+    assert run("drift", "scoring", "--reference", "a", "b", "--reference-file",
+               str(tmp_path / "ref.csv")).exit_code == 2
     assert json.loads(run("alerts", "scoring", "-o", "json").output) == []
     assert run("drift", "nope").exit_code == 3

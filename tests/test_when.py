@@ -20,6 +20,7 @@ def test_exports_are_sorted() -> None:
 
 
 @pytest.mark.parametrize(("text", "back"), [
+    ("now", timedelta(0)),
     ("yesterday", timedelta(hours=24)),
     ("last week", timedelta(days=7)),
     ("2 hours ago", timedelta(hours=2)),
@@ -91,7 +92,7 @@ def test_a_malformed_iso_time_says_what_to_write() -> None:
 
 
 @pytest.mark.parametrize("value", [
-    "tomorrow", "now", "", "   ", "2 hours", "in 2 hours", "2 fortnights ago", "-1 days ago",
+    "tomorrow", "right now", "", "   ", "2 hours", "in 2 hours", "2 fortnights ago", "-1 days ago",
     "two hours ago", "2 hrs ago", "1.5 hours ago", "2 seconds ago", "last month", "ago",
     "yesterday ago", "3 days  ago!", "1234567890 days ago",
     3, 2.5, None, True, b"yesterday", timedelta(hours=1), ["yesterday"],

@@ -186,7 +186,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[Any]] = []
         self._tracing: Tracing | None = None
         self._books = concurrent.futures.ThreadPoolExecutor(1, "overlay-status")
-        self._prices_stamp: tuple[int, int] | None = None  # the price catalog file's, when last read
+        self._prices_stamp: tuple[int, int] | None = None  # catalog file, last read
 
     # -- life cycle ------------------------------------------------------------------------
 
