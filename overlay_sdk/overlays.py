@@ -9,7 +9,6 @@ read what the data plane did (:mod:`overlay_sdk.observe`).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -25,14 +24,17 @@ from overlay_sdk.analytics.timeline import DriftTimeline
 from overlay_sdk.errors import ConflictError, NotFoundError, ValidationError
 from overlay_sdk.observe import OverlayStatus, overlay_metrics, overlay_status, spend
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
-from overlay_sdk.store import Revision
+from overlay_sdk.store import Revision, created_revision
 from overlay_sdk.watch import overlay_drift
 from overlay_sdk.when import parse_when
 
 if TYPE_CHECKING:
     from overlay_sdk.client import ControlPlane
 
-__all__ = ["Overlay", "Overlays", "RouteInput", "ShadowInput"]
+__all__ = ["KEEP", "Overlay", "Overlays", "RouteInput", "ShadowInput"]
+
+KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP"})()
+"""The default of optional changes: leave that part of the spec as it is."""
 
 RouteInput = Mapping[str, int] | Sequence[Mapping[str, Any]]
 ShadowInput = str | ModelRef | Mapping[str, Any] | None
@@ -250,11 +252,19 @@ class Overlay:
         spec: dict[str, Any] = self.overlay.to_dict()["spec"]
         return spec
 
-    def set_traffic(self, weights: Mapping[str, int], *, message: str = "") -> Overlay:
-        """Set the route weights: ``{"copilot:3": 95, "copilot:4": 5}`` (sum 100)."""
+    def set_traffic(self, weights: Mapping[str, int], *, shadow: Any = KEEP,
+                    shadow_percent: float = 100, message: str = "") -> Overlay:
+        """Set the route weights: ``{"copilot:3": 95, "copilot:4": 5}`` (sum 100).
+
+        ``shadow``: also set the shadow in the same revision (a reference, with
+        ``shadow_percent``), or remove it (None); by default it stays as it is."""
         spec = traffic.set_traffic(self._spec_doc(), weights)
-        text = ", ".join(f"{k}={v}" for k, v in weights.items())
-        return self._change(spec, message or f"set traffic {text}")
+        text = "set traffic " + ", ".join(f"{k}={v}" for k, v in weights.items())
+        if shadow is not KEEP:
+            ref = None if shadow is None else ModelRef.parse(shadow, field="shadow")
+            spec = traffic.set_shadow(spec, ref, shadow_percent)
+            text += "; no shadow" if ref is None else f"; shadow {ref} at {shadow_percent:g}%"
+        return self._change(spec, message or text)
 
     def canary(self, ref: str, percent: int = 1, *, message: str = "") -> Overlay:
         """Send ``percent`` (default 1) of traffic to ``ref``; others keep their proportions."""
@@ -356,11 +366,7 @@ class Overlay:
 
     def _created(self) -> int:
         """The first revision after the overlay's last deletion (metrics start afresh)."""
-        created = 1
-        for before, after in itertools.pairwise(self._cp.store.history(self.name)):
-            if before.action == "delete" and after.action == "apply":
-                created = after.revision
-        return created
+        return created_revision(self._cp.store.history(self.name))
 
     def drift(self, *, reference: Any = "registered", window: str = "1h", since: Any = None,
               alpha: float = 0.05, correction: str = "fdr_bh", exact_rows: int = EXACT_ROWS

@@ -9,9 +9,10 @@ contract and change often; set yours::
     cp.prices.set_compute("A100-80GB", usd_per_hour=3.40)
     cp.prices.frame()
 
-The gateway reads the catalog when it loads a version and prices each call as it records
-it (:mod:`overlay_sdk.analytics.cost`); a changed price applies to calls from the next
-load on (``cp.start_gateway`` again, or a new revision), never to calls already recorded.
+The gateway reads the catalog when it loads a version, and again when the file changes
+(it looks every ``alert_interval`` seconds), and prices each call as it records it
+(:mod:`overlay_sdk.analytics.cost`): a changed price applies to calls from then on, never
+to calls already recorded.
 """
 
 from __future__ import annotations

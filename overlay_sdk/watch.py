@@ -81,7 +81,7 @@ def _reference(url: str, name: str, reference: Any, registry: Any, clock: dateti
                              '(start, end) such as ("2 days ago", "yesterday")')
 
 
-_REFERENCES: collections.OrderedDict[tuple[int, str], pd.DataFrame | None] = (
+_REFERENCES: collections.OrderedDict[tuple[str, str], pd.DataFrame | None] = (
     collections.OrderedDict())
 _REFERENCES_KEPT = 16
 
@@ -89,7 +89,8 @@ _REFERENCES_KEPT = 16
 def _registered_reference(registry: Any, key: str) -> pd.DataFrame | None:
     """Version ``key``'s registered reference data, read from the registry once (a
     version never changes; the gateway evaluates alerts every minute)."""
-    cache_key = (id(registry), key)
+    # keyed by where the registry is (an id() can be reused by a later registry)
+    cache_key = (str(getattr(registry, "registry_uri", id(registry))), key)
     if cache_key in _REFERENCES:
         _REFERENCES.move_to_end(cache_key)
         return _REFERENCES[cache_key]
@@ -103,14 +104,16 @@ def _registered_reference(registry: Any, key: str) -> pd.DataFrame | None:
 
 
 def evaluate(url: str, name: str, spec: AIOverlaySpec, *, registry: Any,
-             now: datetime | None = None) -> list[Alert]:
+             first_revision: int = 1, now: datetime | None = None) -> list[Alert]:
     """Evaluate overlay ``name``'s alerts now; returns the alerts raised for the first
-    time (each is stored once)."""
+    time (each is stored once). Calls of revisions before ``first_revision`` (an earlier
+    overlay of the same name, deleted) do not count."""
     clock = now or datetime.now(UTC)
     found: list[Alert] = []
     if spec.budget is not None:
         midnight = clock.replace(hour=0, minute=0, second=0, microsecond=0)
         calls = read_calls(url, overlay=name, since=midnight, payloads=False)
+        calls = calls[calls["revision"] >= first_revision]
         spent = int(calls["cost_nusd"].fillna(0).sum()) if len(calls) else 0
         alert = budget_alert(name, midnight.date(), spent, spec.budget.usd_per_day)
         if alert is not None:
@@ -119,35 +122,37 @@ def evaluate(url: str, name: str, spec: AIOverlaySpec, *, registry: Any,
         watch = spec.drift
         length = window_of(watch.window)
         timeline = _recent_drift(url, name, registry, watch.window, length,
-                                 watch.consecutive, watch.alpha, pd.Timestamp(clock))
+                                 watch.consecutive, watch.alpha, pd.Timestamp(clock),
+                                 first_revision)
         runs = drift_alerts(name, timeline.streaks(watch.consecutive), watch.window)
         found.extend(_new_runs(url, name, runs, length))
     return raise_alerts(url, found)
 
 
-_CLOSED: collections.OrderedDict[tuple[str, str, str, float],
+_CLOSED: collections.OrderedDict[tuple[str, str, str, float, int],
                                  dict[pd.Timestamp, pd.DataFrame]] = collections.OrderedDict()
 _CLOSED_KEPT = 64  # overlays whose closed windows are remembered
 CLOSED_GRACE = pd.Timedelta(minutes=1)  # calls of a window are all written by then
 
 
 def _recent_drift(url: str, name: str, registry: Any, window: str, length: pd.Timedelta,
-                  consecutive: int, alpha: float, clock: pd.Timestamp) -> DriftTimeline:
+                  consecutive: int, alpha: float, clock: pd.Timestamp,
+                  first_revision: int = 1) -> DriftTimeline:
     """Drift of the last ``consecutive`` whole windows and the one in progress. Windows
     that closed (a minute ago) are tested once and remembered: the evaluation every minute
     reads and tests only the calls of the window in progress (and of closed windows it
     has not seen yet)."""
     windows = [clock.floor(length) - length * i for i in range(consecutive, -1, -1)]
     closed = [w for w in windows if w + length + CLOSED_GRACE <= clock]
-    cache = _CLOSED.setdefault((url, name, window, alpha), {})
-    _CLOSED.move_to_end((url, name, window, alpha))
+    cache = _CLOSED.setdefault((url, name, window, alpha, first_revision), {})
+    _CLOSED.move_to_end((url, name, window, alpha, first_revision))
     while len(_CLOSED) > _CLOSED_KEPT:
         _CLOSED.popitem(last=False)
     unseen = [w for w in closed if w not in cache]
     read_from = unseen[0] if unseen else windows[len(closed)]
     fresh = overlay_drift(url, name, "registered", registry=registry, window=window,
                           since=read_from.to_pydatetime(), alpha=alpha,
-                          now=clock.to_pydatetime()).frame
+                          first_revision=first_revision, now=clock.to_pydatetime()).frame
     for start in closed:
         if start >= read_from:
             cache[start] = fresh[fresh["window"] == start]

@@ -83,3 +83,21 @@ def test_closed_windows_are_tested_once(tmp_path: Path,
     assert [pd.Timestamp(r) for r in reads] == [pd.Timestamp(START + timedelta(hours=3)),
                                                 pd.Timestamp(START + timedelta(hours=5))]
     assert len(read_alerts(url, overlay="o")) == 1
+
+
+def test_calls_of_an_earlier_overlay_of_the_same_name_do_not_count(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'telemetry.db'}"
+    _drifting_day(url)  # made by revision 1, since deleted; the overlay now is from revision 3
+    writer = TelemetryWriter(url)
+    writer.submit(CallRecord("o", 1, "fraud", "1", "primary", 1.0, cost_nusd=2 * 10**9,
+                             time=START + timedelta(hours=11)))
+    writer.flush()
+    writer.close()
+    spec = SPEC.model_copy(update={"budget": AIOverlaySpec.model_validate({
+        "host": {"url": "http://127.0.0.1:1"}, "routes": [
+            {"model": "fraud", "version": "1", "weight": 100}],
+        "budget": {"usdPerDay": 1}}).budget})
+    now = START + timedelta(hours=11, minutes=30)
+    assert evaluate(url, "o", spec, registry=_Registry(), first_revision=3, now=now) == []
+    raised = evaluate(url, "o", spec, registry=_Registry(), now=now)  # counted from revision 1
+    assert sorted(a.kind for a in raised) == ["budget", "drift"]

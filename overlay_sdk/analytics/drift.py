@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -112,6 +113,8 @@ class DriftReport(pd.DataFrame):  # type: ignore[misc]
 
     def summary(self) -> str:
         frame = self.frame
+        if frame.empty:
+            return "DriftReport: no columns to compare"
         tested = int(frame["p_value"].notna().sum())
         drifted = len(self.drifted_features)
         return (f"DriftReport: {len(frame)} features, {tested} tested, {drifted} drifted "
@@ -196,12 +199,44 @@ def _kind(ref: pd.Series, cur: pd.Series) -> str:
     timely = (pd.api.types.is_datetime64_any_dtype, pd.api.types.is_timedelta64_dtype)
     if all(boolean(x) for x in (ref, cur)):
         return "chi2"
-    if all(pd.api.types.is_integer_dtype(x) for x in (ref, cur)) and len(
-            set(ref.unique()) | set(cur.unique())) <= LABELS_MAX_DISTINCT:
+    if all(_whole(x) for x in (ref, cur)) and any(
+            pd.api.types.is_integer_dtype(x) for x in (ref, cur)) and len(
+            set(ref.dropna().unique()) | set(cur.dropna().unique())) <= LABELS_MAX_DISTINCT:
         return "chi2"  # class labels (0/1, 0..9): categories, not a continuous scale
+    sides = [_side(x) for x in (ref, cur)]
+    if set(sides) == {"numbers", "text"}:
+        return "mismatch"
     if all(numeric(x) or any(t(x) for t in timely) for x in (ref, cur)):
         return "ks"
     return feature_kind(pd.concat([ref.head(1000), cur.head(1000)], ignore_index=True))
+
+
+def _whole(values: pd.Series) -> bool:
+    """Integers, or floats that are all whole numbers (integer labels with a missing value
+    turn float): what class labels look like, beside integers on the other side."""
+    if pd.api.types.is_bool_dtype(values):
+        return False
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    if not pd.api.types.is_float_dtype(values):
+        return False
+    present = values.dropna().to_numpy(dtype=float)
+    return bool(len(present)) and bool(np.all(np.isfinite(present)) and np.all(
+        present == np.round(present)))
+
+
+def _side(values: pd.Series) -> str:
+    """What one side of a column holds: ``numbers``, ``text`` (strings, none of which
+    read as a number) or ``other`` (empty, mixed, dates...)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return "numbers"
+    present = values.dropna()
+    if present.empty or pd.api.types.is_numeric_dtype(values):
+        return "other"
+    strings = present.map(lambda v: isinstance(v, str))
+    if bool(strings.all()) and pd.to_numeric(present, errors="coerce").isna().all():
+        return "text"
+    return "other"
 
 
 def _as_numbers(values: pd.Series) -> tuple[pd.Series, int]:
@@ -306,11 +341,21 @@ def _categorical(feature: str, ref: pd.Series, cur: pd.Series
 
 def _text(feature: str, ref: pd.Series, cur: pd.Series
           ) -> list[tuple[dict[str, Any], _Shape | None]]:
+    foreign = {side: int((x.notna() & ~x.map(lambda v: isinstance(v, str))).sum())
+               for side, x in (("reference", ref), ("current", cur))}
+    said = "; ".join(f"{n} values in {side} are not text (left out)"
+                     for side, n in foreign.items() if n)
     out = []
     for suffix, measure in (("length", len), ("tokens", lambda s: len(s.split()))):
         def sized(values: pd.Series, f: Callable[[str], int] = measure) -> pd.Series:
             return values.map(lambda v: f(str(v)) if isinstance(v, str) else np.nan)
         row, shape = _numeric(f"{feature}.{suffix}", sized(ref), sized(cur), kind="text")
+        row["missing_reference"] -= foreign["reference"]
+        row["missing_current"] -= foreign["current"]
+        # an empty side said again, its missing count less the values that are not text
+        _empty_side(row, row["rows_reference"], row["rows_current"])
+        if said:
+            row["message"] = "; ".join(m for m in (row["message"], said) if m)
         out.append((row, shape))
     return out
 
@@ -320,7 +365,12 @@ def _check(reference: Any, current: Any, alpha: float, correction: str, tests: A
         if not isinstance(frame, pd.DataFrame):
             raise ValidationError.at(name, f"give a pandas DataFrame, got "
                                      f"{type(frame).__name__}")
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        names = pd.Index([str(c) for c in frame.columns])
+        if names.has_duplicates:
+            twice = names[names.duplicated()][0]
+            raise ValidationError.at(f"{name}.columns", f"column {twice!r} appears more than "
+                                     "once: rename or drop the copies")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
         raise ValidationError.at("alpha", f"give a significance level between 0 and 1, got "
                                  f"{alpha!r}")
     if correction not in CORRECTIONS:
@@ -329,7 +379,11 @@ def _check(reference: Any, current: Any, alpha: float, correction: str, tests: A
     if tests != "auto":
         if not isinstance(tests, Mapping):
             raise ValidationError.at("tests", 'give "auto" or {column: "ks"|"chi2"|"text"}')
+        known = {str(c) for c in [*reference.columns, *current.columns]}
         for column, test in tests.items():
+            if str(column) not in known:
+                raise ValidationError.at(f"tests.{column}", "no such column in reference or "
+                                         "current")
             if test not in TESTS:
                 raise ValidationError.at(f"tests.{column}", f"give one of {', '.join(TESTS)}, "
                                          f"got {test!r}")
@@ -399,8 +453,24 @@ def assemble_report(pairs: list[tuple[dict[str, Any], _Shape | None]], alpha: fl
     return DriftReport.of(frame, float(alpha), correction, shapes)
 
 
+def _refused(name: str, ref: pd.Series, cur: pd.Series, message: str
+             ) -> list[tuple[dict[str, Any], _Shape | None]]:
+    row = _row(name, "", "", int(ref.notna().sum()), int(cur.notna().sum()),
+               int(ref.isna().sum()), int(cur.isna().sum()))
+    row["message"] = message
+    return [(row, None)]
+
+
 def _job(kind: str, name: str, ref: pd.Series, cur: pd.Series
          ) -> Callable[[], list[tuple[dict[str, Any], _Shape | None]]]:
+    if any(pd.api.types.is_complex_dtype(x) for x in (ref, cur)):
+        return lambda: _refused(name, ref, cur, "complex numbers cannot be tested: compare "
+                                "their real and imaginary parts (or abs) as columns")
+    if kind == "mismatch":
+        sides = " and ".join(f"{side} holds {_side(x)}" for side, x in (
+            ("reference", ref), ("current", cur)))
+        return lambda: _refused(name, ref, cur, f"{sides}: nothing to compare; check the "
+                                "column (or choose its test with tests=)")
     if kind == "ks":
         return lambda: [_numeric(name, ref, cur)]
     if kind == "text":

@@ -26,8 +26,10 @@ def p_value_figure(frame: pd.DataFrame, alpha: float) -> go.Figure:
     figure = go.Figure(go.Bar(
         x=tested["feature"], y=values,
         marker_color=[DRIFTED if d else STABLE for d in tested["drifted"]],
-        customdata=np.stack([tested["test"], tested["statistic"]], axis=-1),
-        hovertemplate="%{x}<br>adjusted p %{y:.3g}<br>%{customdata[0]} statistic "
+        # (the bar stops at 1e-300 on the log axis; the hover says the real value)
+        customdata=np.stack([tested["test"], tested["statistic"],
+                             tested["p_adjusted"].map(lambda p: f"{p:.3g}")], axis=-1),
+        hovertemplate="%{x}<br>adjusted p %{customdata[2]}<br>%{customdata[0]} statistic "
                       "%{customdata[1]:.4f}<extra></extra>"))
     figure.add_hline(y=alpha, line_dash="dash", annotation_text=f"alpha {alpha}")
     figure.update_layout(title="Drift: adjusted p-value per feature (red: drifted)",

@@ -158,7 +158,9 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
             for window, drifted in zip(part["window"], part["drifted"], strict=True):
                 if drifted and previous is not None and count and window - previous == step:
                     count += 1
-                elif drifted:
+                elif drifted:  # a run starts (after a gap, the one before it ended)
+                    if count >= k:
+                        runs.append((model, version, feature, start, previous, count))
                     start, count = window, 1
                 else:
                     if count >= k:

@@ -51,7 +51,8 @@ from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.gateway.tracing import TRACE_HEADERS, Tracing, tracing_from
 from overlay_sdk.prices import PRICES_FILE, load_catalog
 from overlay_sdk.registry import ModelRegistry
-from overlay_sdk.store import Store
+from overlay_sdk.spec import AIOverlaySpec
+from overlay_sdk.store import Store, created_revision
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter, purge
 from overlay_sdk.watch import evaluate
 
@@ -704,8 +705,7 @@ class Gateway:
         for active in list(self.directory.overlays.values()):
             if active.spec.budget is None and active.spec.drift is None:
                 continue
-            job = functools.partial(evaluate, self.telemetry_url, active.name, active.spec,
-                                    registry=self.registry)
+            job = functools.partial(self._evaluate, active.name, active.spec)
             try:
                 raised.extend(await loop.run_in_executor(None, job))
             except Exception as err:  # an evaluation must never stop the data plane
@@ -713,6 +713,12 @@ class Gateway:
         for alert in raised:
             _log.warning("alert: %s", alert.message)
         return raised
+
+    def _evaluate(self, name: str, spec: AIOverlaySpec) -> list[Alert]:
+        """Evaluate one overlay's alerts over the calls since it was (re)created."""
+        first = created_revision(self.store.history(name))
+        return evaluate(self.telemetry_url, name, spec, registry=self.registry,
+                        first_revision=first)
 
     def _prom_state(self) -> State:
         directory = self.directory

@@ -7,7 +7,7 @@ The control-plane client writes through a store; the gateway's reconciler watche
 
 from __future__ import annotations
 
-from overlay_sdk.store.base import Action, Revision, Store, WatchEvent
+from overlay_sdk.store.base import Action, Revision, Store, WatchEvent, created_revision
 from overlay_sdk.store.local import LocalStore
 
-__all__ = ["Action", "LocalStore", "Revision", "Store", "WatchEvent"]
+__all__ = ["Action", "LocalStore", "Revision", "Store", "WatchEvent", "created_revision"]

@@ -19,14 +19,14 @@ Rules every store keeps:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from overlay_sdk.spec import AIOverlay
 
-__all__ = ["Action", "Revision", "Store", "WatchEvent"]
+__all__ = ["Action", "Revision", "Store", "WatchEvent", "created_revision"]
 
 Action = Literal["apply", "delete"]
 
@@ -118,3 +118,16 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections and files."""
         ...
+
+
+def created_revision(history: Iterable[Revision]) -> int:
+    """The first revision after the overlay's last deletion (``history`` oldest first): an
+    overlay deleted and made again under its name starts afresh from there (its metrics,
+    spend and drift do not include its predecessor's calls)."""
+    created = 1
+    before: Revision | None = None
+    for revision in history:
+        if before is not None and before.action == "delete" and revision.action == "apply":
+            created = revision.revision
+        before = revision
+    return created

@@ -114,6 +114,51 @@ def test_bad_settings_name_the_field(kwargs: dict[str, object], field: str) -> N
     assert list(err.value.paths) == [field]
 
 
+def test_duplicate_columns_and_tests_of_unknown_columns_are_refused() -> None:
+    with pytest.raises(ValidationError) as err:
+        drift_report(pd.DataFrame([[1.0, 2.0]], columns=["a", "a"]), _frame(2, 10, 1))
+    assert list(err.value.paths) == ["reference.columns"] and "'a'" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        drift_report(_frame(1, 10, 1), _frame(2, 10, 1), tests={"nope": "ks"})
+    assert list(err.value.paths) == ["tests.nope"]
+
+
+def test_numbers_on_one_side_and_text_on_the_other_are_said_not_tested() -> None:
+    row = drift_report(pd.DataFrame({"x": np.arange(60.0)}),
+                       pd.DataFrame({"x": ["red", "green", "blue"]})).frame.iloc[0]
+    assert row["message"].startswith("reference holds numbers and current holds text")
+    assert np.isnan(row["p_value"]) and not row["drifted"]
+    assert row["rows_reference"] == 60 and row["missing_reference"] == 0
+
+
+def test_values_that_are_not_text_are_said_not_counted_missing() -> None:
+    ref = pd.DataFrame({"answer": [f"answer number {i}" for i in range(100)]})
+    cur = pd.DataFrame({"answer": [*[f"answer number {i}" for i in range(95)], *range(3),
+                                   None, None]})
+    rows = drift_report(ref, cur, tests={"answer": "text"}).frame
+    assert list(rows["missing_current"]) == [2, 2] and list(rows["rows_current"]) == [95, 95]
+    assert rows["message"].str.contains("3 values in current are not text").all()
+
+
+def test_complex_numbers_are_said_not_tested() -> None:
+    frame = pd.DataFrame({"z": np.arange(5) + 1j})
+    row = drift_report(frame, frame).frame.iloc[0]
+    assert "complex numbers cannot be tested" in row["message"] and np.isnan(row["p_value"])
+
+
+def test_integer_labels_get_chi_square_even_with_a_missing_value() -> None:
+    ref = pd.DataFrame({"label": [0, 1] * 500, "count": np.arange(1000)})
+    cur = pd.DataFrame({"label": [0.0, 1.0, np.nan] * 300, "count": np.arange(900.0)})
+    frame = drift_report(ref, cur, alpha=np.float32(0.05)).frame.set_index("feature")
+    assert frame.loc["label", "test"] == "chi2" and frame.loc["label", "missing_current"] == 300
+    assert frame.loc["count", "test"] == "ks"  # many values: a number, not a label
+
+
+def test_a_report_without_columns_says_so() -> None:
+    assert drift_report(pd.DataFrame(), pd.DataFrame()).summary() == (
+        "DriftReport: no columns to compare")
+
+
 def test_a_list_is_not_a_frame() -> None:
     with pytest.raises(ValidationError, match="reference"):
         drift_report([1, 2], _frame(2, 10, 1))  # type: ignore[arg-type]

@@ -55,6 +55,18 @@ def test_runs_of_drifted_windows() -> None:
         timeline.streaks(0)
 
 
+def test_a_gap_ends_a_run_and_starts_another() -> None:
+    calls = _calls(6, shift_from=0)  # drifted every hour; hours 2-4 without calls
+    calls = calls[~calls["time"].between(START + pd.Timedelta(hours=2),
+                                         START + pd.Timedelta(hours=5))]
+    timeline = drift_timeline(calls, lambda key: REFERENCE, alpha=0.01)
+    runs = timeline.streaks(1)
+    amount = runs[runs["feature"] == "amount"]
+    assert list(amount["windows"]) == [2, 1]
+    assert list(amount["first_window"]) == [START, START + pd.Timedelta(hours=5)]
+    assert list(timeline.streaks(2)["windows"]) == [2]
+
+
 def test_a_version_without_reference_says_so() -> None:
     frame = drift_timeline(_calls(1, shift_from=5), lambda key: None).frame
     assert frame["message"].str.contains("no reference for fraud:1").all()

@@ -66,7 +66,7 @@ def test_inputs_moved_away_from_the_reference_raise_a_drift_alert(
         today = timeline.frame.set_index("feature")
         assert today.loc["amount", "drifted"] and not today.loc["risk_score", "drifted"]
         assert today.loc["amount", "rows_current"] == 150
-        assert "only in current" in today.loc["output", "message"]  # no reference outputs
+        assert "no model outputs" in today.loc["output", "message"]  # none registered
         assert list(o.alerts(kind="drift")["subject"]) == ["amount"]
         assert timeline.plot().data[0].type == "heatmap"
     finally:
