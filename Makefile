@@ -1,5 +1,6 @@
 # overlay-sdk: `make demo` and `make test` each set up what they need, then run.
-# Only Python (3.11+) is assumed; everything else is installed into .venv here.
+# Only Python (3.11+), node (the widgets' JS tests) and apt are assumed; everything else is
+# installed into .venv here (or with apt: postgresql, chromium).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 
-.PHONY: demo test lint pytest postgres bench crd clean help
+.PHONY: demo test lint pytest postgres chromium bench crd clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -29,7 +30,8 @@ lint: $(STAMP)  ## ruff, mypy --strict, import layers, CRD up to date
 	$(BIN)/lint-imports
 	$(BIN)/python -m overlay_sdk.crd --check
 
-pytest: $(STAMP) postgres
+pytest: $(STAMP) postgres chromium
+	node --test widgets/test/
 	OVERLAY_HOME=$$(mktemp -d) $(BIN)/python -m pytest tests examples --nbval-lax --durations=20
 
 # The telemetry tests start a throwaway PostgreSQL cluster from Debian's binaries; without
@@ -41,6 +43,16 @@ postgres:  ## install Debian's postgresql when no initdb is found (for the telem
 		$$APT install postgresql >/dev/null 2>&1 || \
 		{ $$APT update >/dev/null 2>&1 && $$APT install postgresql >/dev/null 2>&1; }; }; } || \
 		echo "PostgreSQL could not be installed: the PostgreSQL telemetry tests will be skipped"
+
+# The real-browser tests (tests/browser) drive Debian's chromium (never `playwright install`);
+# without it they are skipped (and fail when CI=true). sudo -n: never stop for a password.
+chromium:  ## install Debian's chromium when none is found (for the real-browser tests)
+	@command -v chromium >/dev/null || { \
+		command -v apt-get >/dev/null && { \
+		APT="$$( [ "$$(id -u)" = 0 ] || echo sudo -n ) env DEBIAN_FRONTEND=noninteractive apt-get -y -q"; \
+		$$APT install chromium >/dev/null 2>&1 || \
+		{ $$APT update >/dev/null 2>&1 && $$APT install chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium could not be installed: the real-browser tests (tests/browser) will be skipped"
 
 bench: $(STAMP)  ## run the benchmarks in benchmarks/ (figures go to BENCHMARKS.md)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && \

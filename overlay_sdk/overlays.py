@@ -9,7 +9,7 @@ read what the data plane did (:mod:`overlay_sdk.observe`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -369,8 +369,8 @@ class Overlay:
         return created_revision(self._cp.store.history(self.name))
 
     def drift(self, *, reference: Any = "registered", window: str = "1h", since: Any = None,
-              alpha: float = 0.05, correction: str = "fdr_bh", exact_rows: int = EXACT_ROWS
-              ) -> DriftTimeline:
+              alpha: float = 0.05, correction: str = "fdr_bh", exact_rows: int = EXACT_ROWS,
+              progress: Callable[[int, int], None] | None = None) -> DriftTimeline:
         """Whether this overlay's inputs and outputs drift, per model version and
         ``window`` ("15min", "1h", "1D"), from ``reference``: ``"registered"`` (each
         version's reference data), a DataFrame, or a time range ``(start, end)`` of the
@@ -378,11 +378,13 @@ class Overlay:
         (``spec.telemetry.sampleRate``). ``.frame`` has a row per feature, window and
         version; ``.plot()`` a heatmap; ``.streaks(k)`` the runs of drifted windows.
         Calls are read in chunks; a window of more than ``exact_rows`` records is tested
-        from sketches in bounded memory (its rows say "estimated")."""
+        from sketches in bounded memory (its rows say "estimated"). ``progress(windows,
+        calls)`` hears how far reading and testing went."""
         return overlay_drift(self._cp.telemetry_url, self.name, reference,
                              registry=self._cp.models, window=window, since=since,
                              alpha=alpha, correction=correction,
-                             first_revision=self._created(), exact_rows=exact_rows)
+                             first_revision=self._created(), exact_rows=exact_rows,
+                             progress=progress)
 
     def alerts(self, *, kind: str | None = None, since: Any = None) -> pd.DataFrame:
         """This overlay's stored alerts (``drift``, ``budget``), newest first."""

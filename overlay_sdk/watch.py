@@ -36,7 +36,8 @@ __all__ = ["evaluate", "overlay_drift"]
 def overlay_drift(url: str, name: str, reference: Any, *, registry: Any = None,
                   window: str = "1h", since: Any = None, alpha: float = 0.05,
                   correction: str = "fdr_bh", first_revision: int = 1,
-                  exact_rows: int = EXACT_ROWS, now: datetime | None = None) -> DriftTimeline:
+                  exact_rows: int = EXACT_ROWS, now: datetime | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DriftTimeline:
     """Drift of overlay ``name``'s sampled calls per window and version (see
     :func:`overlay_sdk.analytics.timeline.drift_timeline`) against ``reference``:
     ``"registered"`` (each version's reference data in ``registry``), a DataFrame, or a
@@ -50,7 +51,7 @@ def overlay_drift(url: str, name: str, reference: Any, *, registry: Any = None,
         chunks = (c[c["revision"] >= first_revision] for c in chunks)
     return drift_timeline(chunks, _reference(url, name, reference, registry, clock),
                           window=window, alpha=alpha, correction=correction,
-                          exact_rows=exact_rows)
+                          exact_rows=exact_rows, progress=progress)
 
 
 def _reference(url: str, name: str, reference: Any, registry: Any, clock: datetime

@@ -79,6 +79,22 @@ function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** A small padlock (SVG: no font needed). */
+function padlock() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", "ov-split-padlock");
+  svg.setAttribute("aria-hidden", "true");
+  for (const [tag, attrs] of [["rect", { x: "3", y: "7", width: "10", height: "8", rx: "1.5" }],
+    ["path", { d: "M5 7V5a3 3 0 0 1 6 0v2", fill: "none", "stroke-width": "1.6" }]]) {
+    const part = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) part.setAttribute(k, v);
+    svg.append(part);
+  }
+  return svg;
+}
+
 function render({ model, el }) {
   const root = h("div", { class: "ov-split" });
   el.append(root);
@@ -113,7 +129,8 @@ function render({ model, el }) {
     const rows = h("div", { class: "ov-split-rows" });
     keys.forEach((key, i) => {
       const slider = h("input", { type: "range", min: "0", max: "100", step: "1",
-        value: String(weights[i]), "aria-label": `weight of ${key}`, "data-key": key });
+        value: String(weights[i]), "aria-label": `weight of ${key}`, "data-key": key,
+        class: `ov-a${i % 6}` });
       const number = h("span", { class: "ov-split-value", "data-key": key }, `${weights[i]}%`);
       slider.addEventListener("input", () => {
         weights = rebalance(weights, i, Number(slider.value), locked);
@@ -127,7 +144,7 @@ function render({ model, el }) {
         "aria-label": `lock ${key}` });
       lock.checked = locked[i];
       lock.addEventListener("change", () => { locked[i] = lock.checked; });
-      rows.append(h("label", { class: "ov-split-lock" }, lock, "🔒"),
+      rows.append(h("label", { class: "ov-split-lock" }, lock, padlock()),
         h("span", { class: "ov-split-key" }, key), slider, number);
     });
     const segments = () => keys.map((k, i) => h("span", {

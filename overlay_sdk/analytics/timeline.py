@@ -189,7 +189,8 @@ class DriftTimeline(pd.DataFrame):  # type: ignore[misc]
 def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
                    reference: Callable[[str], pd.DataFrame | None], *, window: str = "1h",
                    alpha: float = 0.05, correction: str = "fdr_bh",
-                   exact_rows: int = EXACT_ROWS) -> DriftTimeline:
+                   exact_rows: int = EXACT_ROWS,
+                   progress: Callable[[int, int], None] | None = None) -> DriftTimeline:
     """Drift of each model version's calls per ``window`` against ``reference(version)``
     (``"model:version"`` -> a DataFrame of features, and ``output`` to test outputs too;
     None: the version has no reference, said in the rows' ``message``).
@@ -197,7 +198,8 @@ def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
     ``calls``: one frame, or frames oldest first (:func:`overlay_sdk.telemetry.iter_calls`)
     gone through in bounded memory: a window is tested once the calls have moved
     :data:`LATE_GRACE` past its end, exactly while it holds at most ``exact_rows`` records,
-    from sketches past that (:mod:`.drift_sketch`)."""
+    from sketches past that (:mod:`.drift_sketch`). ``progress(windows, calls)`` is told
+    how many windows were tested and calls read after each frame."""
     length = window_of(window)
     if isinstance(exact_rows, bool) or not isinstance(exact_rows, int) or exact_rows < 1:
         raise ValidationError.at("exact_rows", f"give a whole number >= 1, got {exact_rows!r}")
@@ -227,7 +229,11 @@ def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
             "range of the version's own calls")
         done[at] = frame.assign(window=start, model=model, version=version)
 
+    read = 0
     for chunk in [calls] if isinstance(calls, pd.DataFrame) else calls:
+        read += len(chunk)
+        if progress is not None:
+            progress(len(done), read)
         if chunk.empty or not any(c.startswith("input.") for c in chunk.columns):
             continue
         sampled = chunk[chunk.filter(like="input.").notna().any(axis=1)]
@@ -256,6 +262,8 @@ def drift_timeline(calls: pd.DataFrame | Iterable[pd.DataFrame],
             finish(at)
     for at in list(open_windows):
         finish(at)
+    if progress is not None:
+        progress(len(done), read)
     for at, count in late.items():
         frame = done[at]
         said = f"{count} records written after this window was tested are left out"
