@@ -31,6 +31,9 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from overlay_sdk.client import ControlPlane, connect
+from overlay_sdk.gateway import GatewayHandle
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
@@ -121,6 +124,22 @@ def browser_home(registry_home: Path, tmp_path_factory: pytest.TempPathFactory) 
         target.close()
         source.close()
     return home
+
+
+@pytest.fixture(scope="session")
+def plane(browser_home: Path) -> Iterator[ControlPlane]:
+    """The control plane of the browser home (the kernels' ``ov.connect()`` opens it too)."""
+    cp = connect(browser_home, author="browser-test")
+    yield cp
+    cp.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(plane: ControlPlane) -> Iterator[GatewayHandle]:
+    """A gateway of the browser home: the widgets' status lines report it."""
+    gw = plane.start_gateway(port=0)
+    yield gw
+    gw.stop()
 
 
 @dataclass

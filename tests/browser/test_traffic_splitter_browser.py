@@ -6,35 +6,18 @@ each change took to apply)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from overlay_sdk.client import ControlPlane, connect
+from overlay_sdk.client import ControlPlane
 from overlay_sdk.gateway import GatewayHandle
 from tests.browser.conftest import BrowserLog, RunNotebook
 
 HOST = "http://127.0.0.1:9"  # never called: no host traffic goes through the gateway here
 SPLIT = ".ov-split"
 THUMB_PX = 16  # about the width of chromium's range thumb: where value v is drawn
-
-
-@pytest.fixture(scope="module")
-def plane(browser_home: Path) -> Iterator[ControlPlane]:
-    """The control plane of the browser home (the kernels' ``ov.connect()`` opens it too)."""
-    cp = connect(browser_home, author="browser-test")
-    yield cp
-    cp.close()
-
-
-@pytest.fixture(scope="module")
-def gateway(plane: ControlPlane) -> Iterator[GatewayHandle]:
-    """A gateway of the browser home: the splitter's status line reports it."""
-    gw = plane.start_gateway(port=0)
-    yield gw
-    gw.stop()
 
 
 def splitter_cell(name: str) -> str:
