@@ -37,6 +37,7 @@ from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_aliases import AliasMove
 from overlay_sdk.spec import AIOverlay, AIOverlaySpec, ModelRef, parse_overlay
 from overlay_sdk.store import LocalStore, Revision, Store
+from overlay_sdk.topology import DEFAULT_SINCE, Topology, topology
 
 if TYPE_CHECKING:
     from overlay_sdk.gateway import GatewayHandle
@@ -131,6 +132,14 @@ class ControlPlane:
         """What every overlay's model calls cost: per ``"overlay"`` (default), per model
         ``"version"``, or per ``"hour"``/``"day"``; ``.plot()``, ``.total_usd``."""
         return spend(self.telemetry_url, since=since, by=by)
+
+    def topology(self, *, since: Any = DEFAULT_SINCE) -> Topology:
+        """The live graph host apps -> overlays -> model versions over the window from
+        ``since`` (default: the last 15 minutes): each edge's share (route weight, shadow
+        percent), observed share, calls and error rate; health ok/warn/error with its reason
+        (error rate, drift alerts, versions the gateway failed to load). ``.nodes_frame()``,
+        ``.edges_frame()``, ``.plot()``, ``.to_dict()`` (what ``TopologyMap`` draws)."""
+        return topology(self, since=since)
 
     def alerts(self, *, kind: str | None = None) -> pd.DataFrame:
         """Every overlay's stored alerts (drift, budget), newest first."""

@@ -188,7 +188,10 @@ class TrafficSplitter(anywidget.AnyWidget):
         return self
 
     def close(self) -> None:
+        """Stop watching the gateway's status, then close the widget."""
         stop = getattr(self, "_stop", None)  # (not there when __init__ refused its input)
         if stop is not None:
             stop.set()
+            if self._watcher is not None:
+                self._watcher.join(5)
         super().close()

@@ -9,7 +9,7 @@ import pytest
 from overlay_sdk.client import ControlPlane
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter
-from overlay_sdk.widgets.cost_view import CostView
+from overlay_sdk.widgets import CostView
 
 NOW = datetime.now(UTC)
 

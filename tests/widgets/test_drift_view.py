@@ -14,7 +14,7 @@ from overlay_sdk.client import ControlPlane
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.overlays import Overlay
 from overlay_sdk.telemetry import CallRecord, TelemetryWriter
-from overlay_sdk.widgets.drift_view import DriftView
+from overlay_sdk.widgets import DriftView
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 REFERENCE = pd.DataFrame({"amount": np.random.default_rng(1).normal(size=2000),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ def _send(widget: TrafficSplitter, content: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def splitter(cp: ControlPlane) -> TrafficSplitter:
+def splitter(cp: ControlPlane) -> Iterator[TrafficSplitter]:
     o = cp.overlays.create("scoring", host=HOST, routes={"fraud:1": 90, "fraud:2": 10})
-    return TrafficSplitter(o)
+    widget = TrafficSplitter(o)
+    yield widget
+    widget.close()  # its status watcher reads the store: stopped before the store closes
 
 
 def test_it_shows_the_routes_the_shadow_choices_and_the_status(
