@@ -54,7 +54,7 @@ class CostFrame(pd.DataFrame):  # type: ignore[misc]
             hourly = self.by == "hour"
             line = self.budget_usd_per_day / 24 if hourly else self.budget_usd_per_day
             figure.add_hline(y=line, line_dash="dash", row=1, col=1, annotation_text=(
-                f"budget pace {line:g} USD/hour ({self.budget_usd_per_day:g}/day)" if hourly
+                f"budget pace {line:.3g} USD/hour ({self.budget_usd_per_day:g}/day)" if hourly
                 else f"budget {self.budget_usd_per_day:g} USD/day"))
         figure.update_layout(barmode="stack", template="plotly_white", height=380,
                              title="Cost")

@@ -75,9 +75,15 @@ def timeline_figure(frame: pd.DataFrame, version: str, alpha: float) -> go.Figur
     figure = go.Figure(go.Heatmap(
         z=grid.to_numpy(), x=[str(w) for w in grid.columns], y=list(grid.index),
         text=text.to_numpy(), zmin=-12, zmax=0, colorscale="RdBu",
-        colorbar={"title": "log10 adj. p", "tickvals": [-12, -6, float(np.log10(alpha)), 0]},
+        colorbar={"title": "adjusted p", "tickvals": [-12, -6, float(np.log10(alpha)), 0],
+                  "ticktext": ["1e-12", "1e-6", f"alpha {alpha:g}", "1"]},
         hovertemplate="%{y} at %{x}<br>log10 adjusted p %{z:.2f}<br>%{text}<extra></extra>"))
     figure.update_layout(title=f"Drift of {version} per window (red: small p-values)",
                          template="plotly_white", height=120 + 28 * len(grid.index),
-                         xaxis_title="window", yaxis_title="feature")
+                         xaxis_title="window start", yaxis_title="feature",
+                         # one column per window, labelled by its start (a date axis would
+                         # centre each cell on its start)
+                         xaxis={"type": "category", "tickvals": [str(w) for w in grid.columns],
+                                "ticktext": [pd.Timestamp(w).strftime("%m-%d %H:%M")
+                                             for w in grid.columns]})
     return figure

@@ -21,9 +21,10 @@ def chart(height: int = 320) -> go.FigureWidget:
 
 def blank(message: str, height: int = 200) -> go.Figure:
     """A figure that only says ``message`` (nothing to draw yet, or why not)."""
-    figure = go.Figure(layout={**CHART, "height": height})
-    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                          yref="paper", font={"size": 14})
+    # (the message is the title: an annotation would outlive the figure in the browser,
+    # where a FigureWidget's layout is patched, not replaced)
+    figure = go.Figure(layout={**CHART, "height": height, "title": {"text": message,
+                                                                     "font": {"size": 14}}})
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return figure

@@ -59,7 +59,7 @@ def test_every_overlay_and_settings_from_the_front_end(spent: ControlPlane) -> N
 def test_nothing_spent_yet_and_bad_targets(cp: ControlPlane) -> None:
     view = CostView(cp, background=False)
     assert view.calls == 0 and view.rows == [] and "no calls" in (
-        view.spend.layout.annotations[0].text)
+        view.spend.layout.title.text)
     view.close()
     with pytest.raises(ValidationError, match="target"):
         CostView("scoring")  # type: ignore[arg-type]

@@ -95,5 +95,5 @@ def test_bad_settings_are_shown_not_raised(overlay: Overlay) -> None:
 def test_no_calls_yet_draws_a_note(cp: ControlPlane) -> None:
     o = cp.overlays.create("quiet", host="http://127.0.0.1:9", routes={"fraud:1": 100})
     view = DriftView(o, reference=REFERENCE, background=False)
-    assert view.versions == [] and "no sampled calls" in view.heatmap.layout.annotations[0].text
+    assert view.versions == [] and "no sampled calls" in view.heatmap.layout.title.text
     view.close()
