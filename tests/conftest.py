@@ -57,6 +57,14 @@ def cp(registry_home: Path, tmp_path: Path) -> Iterator[ControlPlane]:
     plane.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-browser tests run last: JupyterLab and chromium then run only at the end,
+    and no other test shares the process with Playwright."""
+    browser = [i for i in items if "tests/browser/" in i.nodeid.replace("\\", "/")]
+    if browser:
+        items[:] = [i for i in items if i not in browser] + browser
+
+
 def dump_sqlite(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to compare stored state before and after an operation."""
     conn = sqlite3.connect(path)

@@ -250,9 +250,11 @@ def jupyter_lab(chromium: str, browser_home: Path, tmp_path_factory: pytest.Temp
         _stop(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Browser]:
-    """Headless chromium (the system's), for the session."""
+    """Headless chromium (the system's), for one module: Playwright's sync API keeps an
+    event loop running on the main thread while it is started, which would break every
+    later test that calls ``asyncio.run``."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium, headless=True,
                                               args=CHROMIUM_ARGS)

@@ -66,7 +66,8 @@ def _join(processes: list[multiprocessing.process.BaseProcess], timeout: float =
 
 def test_exports_are_explicit_and_sorted() -> None:
     assert store_all == sorted(store_all)
-    assert set(store_all) == {"Action", "LocalStore", "Revision", "Store", "WatchEvent"}
+    assert set(store_all) == {"Action", "LocalStore", "Revision", "Store", "WatchEvent",
+                              "created_revision"}
     import overlay_sdk.store as package
 
     assert all(hasattr(package, name) for name in store_all)
