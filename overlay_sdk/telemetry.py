@@ -185,9 +185,20 @@ def _row(record: CallRecord, fields: frozenset[str], keep_payload: bool) -> dict
 def _wal(dbapi_connection: Any, _: Any) -> None:
     """SQLite in WAL mode: notebooks read call records while the gateway writes them."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+    try:
+        cursor.execute("PRAGMA busy_timeout=10000")  # first: it covers the switch to WAL
+        for attempt in range(50):
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except Exception as err:  # (sqlite3.OperationalError) a new file being switched
+                # to WAL by another opener at the same moment answers "locked" at once,
+                # without waiting for the busy timeout: wait and try again
+                if "locked" not in str(err) or attempt == 49:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+    finally:
+        cursor.close()
 
 
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}

@@ -38,7 +38,6 @@ function render({ model, el }) {
   el.append(root);
   const title = h("div", { class: "ov-dash-title" });
   const line = h("div", { class: "ov-dash-line" });
-  const status = h("div", { class: "ov-dash-status" });
   const loading = h("div", { class: "ov-dash-loading", role: "status" });
   const bar = h("div", { class: "ov-dash-tabs", role: "tablist" });
   const panes = {};
@@ -59,14 +58,13 @@ function render({ model, el }) {
     bar.append(h("button", { class: "ov-dash-tab", role: "tab", "data-tab": key,
       onclick: () => { model.set("tab", key); model.save_changes(); show(key); } }, label));
   }
-  root.append(title, line, status, loading, bar, ...TABS.map(([key]) => panes[key]));
+  root.append(title, line, loading, bar, ...TABS.map(([key]) => panes[key]));
 
   const drawHeader = () => {
     const header = model.get("header");
     title.replaceChildren(h("b", {}, model.get("overlay")),
       header.host ? h("span", { class: "ov-dash-host" }, ` in front of ${header.host}`) : "");
     line.textContent = headerLine(header);
-    status.textContent = header.status || "";
   };
   const drawLoading = () => {
     const text = model.get("loading");

@@ -129,8 +129,7 @@ function render({ model, el }) {
     const rows = h("div", { class: "ov-split-rows" });
     keys.forEach((key, i) => {
       const slider = h("input", { type: "range", min: "0", max: "100", step: "1",
-        value: String(weights[i]), "aria-label": `weight of ${key}`, "data-key": key,
-        class: `ov-a${i % 6}` });
+        value: String(weights[i]), "aria-label": `weight of ${key}`, "data-key": key });
       const number = h("span", { class: "ov-split-value", "data-key": key }, `${weights[i]}%`);
       slider.addEventListener("input", () => {
         weights = rebalance(weights, i, Number(slider.value), locked);
