@@ -108,6 +108,7 @@ class ControlPlane:
         self.models = models
         self.author = author
         self.overlays = Overlays(self)
+        self.closed = False  # True once close() ran (widgets' timers stop then)
         # Moving an alias (cp.models.set_alias / rollback) changes what overlays naming
         # model@alias serve: each gets a new revision, so the data plane sees the change.
         # A move that an overlay naming the alias could not follow is refused before it is made.
@@ -116,6 +117,7 @@ class ControlPlane:
 
     def close(self) -> None:
         """Close the store's connections and stop following alias moves."""
+        self.closed = True
         with contextlib.suppress(ValueError):
             self.models.alias_listeners.remove(self._on_alias_move)
         with contextlib.suppress(ValueError):

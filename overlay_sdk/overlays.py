@@ -223,6 +223,11 @@ class Overlay:
         self.revision: int = revision.revision
 
     @property
+    def cp(self) -> ControlPlane:
+        """The control plane this handle belongs to."""
+        return self._cp
+
+    @property
     def info(self) -> Revision:
         """The stored revision this handle shows (author, time, summary)."""
         return self._rev

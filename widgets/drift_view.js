@@ -56,8 +56,7 @@ function render({ model, el }) {
   const heatmap = h("div", { class: "ov-drift-heatmap" });
   const detail = h("div", { class: "ov-drift-detail" });
   const alerts = h("div", { class: "ov-drift-alerts" });
-  root.append(head, progress, error, summary, heatmap,
-    h("div", { class: "ov-drift-lower" }, detail, alerts));
+  root.append(head, progress, error, summary, heatmap, alerts, detail);
   const views = [];
 
   refresh.addEventListener("click", () => model.send({ type: "settings",

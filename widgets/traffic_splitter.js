@@ -21,9 +21,10 @@ export function distribute(total, shares) {
 }
 
 /** Move slider `index` to `value`: the unlocked others share what is left in proportion
- * to their weights; locked sliders never move. The moved slider is clamped to what the
+ * to their weights; locked sliders never move (a locked `index` neither). The moved slider is clamped to what the
  * locked ones leave. Returns new integer weights summing to 100 (the input is kept). */
 export function rebalance(weights, index, value, locked) {
+  if (locked[index]) return weights.slice(); // a locked weight does not move
   const n = weights.length;
   const lockedSum = weights.reduce(
     (a, w, i) => a + (i !== index && locked[i] ? w : 0), 0);
@@ -103,6 +104,7 @@ function render({ model, el }) {
   let shadow = "";
   let shadowPercent = 100;
   let keys = [];
+  let canary = null; // the canary presets' version, as last chosen
   const apply = () => {
     model.send({ type: "apply", weights: Object.fromEntries(keys.map((k, i) => [k, weights[i]])),
       shadow, shadowPercent });
@@ -142,7 +144,8 @@ function render({ model, el }) {
       const lock = h("input", { type: "checkbox", title: "lock this weight",
         "aria-label": `lock ${key}` });
       lock.checked = locked[i];
-      lock.addEventListener("change", () => { locked[i] = lock.checked; });
+      slider.disabled = locked[i]; // a locked weight moves neither by dragging nor by others
+      lock.addEventListener("change", () => { locked[i] = lock.checked; draw(); });
       rows.append(h("label", { class: "ov-split-lock" }, lock, padlock()),
         h("span", { class: "ov-split-key" }, key), slider, number);
     });
@@ -155,13 +158,21 @@ function render({ model, el }) {
     if (keys.length > 1) {
       const target = h("select", { "aria-label": "canary version" },
         ...keys.map((k) => h("option", { value: k }, k)));
-      target.value = keys[keys.length - 1];
+      target.value = keys.includes(canary) ? canary : keys[keys.length - 1];
+      target.addEventListener("change", () => { canary = target.value; });
       const presets = [1, 5, 25, 50].map((p) => h("button", { class: "ov-split-preset",
         onclick: () => {
-          weights = preset(weights, keys.indexOf(target.value), p, locked);
+          const index = keys.indexOf(target.value);
+          if (locked[index]) return; // (the buttons are disabled then)
+          weights = preset(weights, index, p, locked);
           draw();
           if (model.get("live")) live();
         } }, `${p}%`));
+      const lockPresets = () => presets.forEach((b) => {
+        b.disabled = locked[keys.indexOf(target.value)];
+      });
+      target.addEventListener("change", lockPresets);
+      lockPresets();
       root.append(h("div", { class: "ov-split-presets" }, "canary ", target, ...presets));
     }
 
@@ -170,11 +181,15 @@ function render({ model, el }) {
     const pick = h("select", { "aria-label": "shadow version" }, h("option", { value: "" }, "none"),
       ...choices.map((k) => h("option", { value: k }, k)));
     pick.value = shadow;
-    pick.addEventListener("change", () => { shadow = pick.value; draw(); });
+    pick.addEventListener("change", () => { shadow = pick.value; draw(); if (model.get("live")) live(); });
     const percent = h("input", { type: "number", min: "0", max: "100", step: "any",
       value: String(shadowPercent), "aria-label": "shadow percent", class: "ov-split-percent" });
     percent.disabled = shadow === "";
-    percent.addEventListener("change", () => { shadowPercent = Number(percent.value); draw(); });
+    percent.addEventListener("change", () => {
+      shadowPercent = Number(percent.value);
+      draw();
+      if (model.get("live")) live();
+    });
     root.append(h("div", { class: "ov-split-shadow" }, "shadow ", pick, " at ", percent, " %"));
 
     const applyButton = h("button", { class: "ov-split-apply", onclick: () => { live.cancel(); apply(); } },

@@ -19,10 +19,11 @@ from ipywidgets import widget_serialization
 
 from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.client import ControlPlane
-from overlay_sdk.errors import OverlayError, ValidationError
+from overlay_sdk.errors import ValidationError
 from overlay_sdk.overlays import Overlay
 from overlay_sdk.widgets.assets import asset
 from overlay_sdk.widgets.charts import blank, chart, show
+from overlay_sdk.widgets.inputs import error_of, since_text
 
 __all__ = ["CostView"]
 
@@ -77,7 +78,8 @@ class CostView(anywidget.AnyWidget):
                                      f"{type(target).__name__}")
         title = (f"Cost of {target.name}" if isinstance(target, Overlay)
                  else "Cost of every overlay")
-        super().__init__(title=title, by=by, since=since or "", spend=chart(380), **kwargs)
+        super().__init__(title=title, by=by, since=since_text(since), spend=chart(380),
+                         **kwargs)
         self._target = target
         self._frame: CostFrame | None = None
         self._loader: threading.Thread | None = None
@@ -119,10 +121,8 @@ class CostView(anywidget.AnyWidget):
             if self.by not in BY:
                 raise ValidationError.at("by", f"give one of {', '.join(BY)}, got {self.by!r}")
             frame = self._target.cost(by=self.by, since=self.since or None)
-        except OverlayError as err:
-            first = err.errors[0] if isinstance(err, ValidationError) else None
-            self.error = {"field": first.path if first else "",
-                          "message": first.message if first else str(err)}
+        except Exception as err:  # shown inline: a background load never raises
+            self.error = error_of(err)
             self.loading = False
             return
         self._frame = frame

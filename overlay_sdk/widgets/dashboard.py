@@ -25,6 +25,8 @@ from overlay_sdk.widgets.traffic_splitter import TrafficSplitter
 __all__ = ["Dashboard"]
 
 TABS = ("traffic", "drift", "cost", "topology")
+DRIFT_OPTIONS = ("window", "since", "reference", "version")
+COST_OPTIONS = ("by", "since")
 
 
 def loading_text(drift_loading: bool, drift_progress: str, cost_loading: bool) -> str:
@@ -63,17 +65,30 @@ class Dashboard(anywidget.AnyWidget):
                                      f"'name')), got {type(overlay).__name__}")
         if tab not in TABS:
             raise ValidationError.at("tab", f"give one of {', '.join(TABS)}, got {tab!r}")
-        splitter = TrafficSplitter(overlay)
-        drift_view = DriftView(overlay, background=background, **(drift or {}))
-        cost_view = CostView(overlay, background=background, **(cost or {}))
-        topology_map = TopologyMap(overlay._cp, interval=topology_interval)
+        for part, given, known in (("drift", drift, DRIFT_OPTIONS), ("cost", cost, COST_OPTIONS)):
+            unknown = sorted(set(given or {}) - set(known))
+            if unknown:
+                raise ValidationError.at(f"{part}.{unknown[0]}", f"not an option of the {part} "
+                                         f"view; give {', '.join(known)}")
+        made: list[Any] = []
+        try:
+            made.append(TrafficSplitter(overlay))
+            made.append(DriftView(overlay, background=background, **(drift or {})))
+            made.append(CostView(overlay, background=background, **(cost or {})))
+            made.append(TopologyMap(overlay.cp, interval=topology_interval))
+        except BaseException:
+            for widget in made:  # what was made so far does not outlive the failure
+                widget.close()
+            raise
+        splitter, drift_view, cost_view, topology_map = made
         super().__init__(overlay=overlay.name, tab=tab, traffic=splitter, drift=drift_view,
                          cost=cost_view, topology=topology_map, **kwargs)
         self._overlay = overlay
         for name in ("loading", "progress"):
             drift_view.observe(self._loading, names=name)
         cost_view.observe(self._loading, names="loading")
-        splitter.observe(self._header, names=["revision", "status_text"])
+        # (on the kernel's thread: the splitter's status line changes on its own thread)
+        splitter.observe(self._header, names="revision")
         self._loading()
         self._header()
 
@@ -86,7 +101,7 @@ class Dashboard(anywidget.AnyWidget):
 
     def _header(self, _change: Any = None) -> None:
         try:
-            o = self._overlay.refresh()
+            o = self._overlay.cp.overlays.get(self.overlay)  # a handle of its own
         except OverlayError as err:
             self.header = {"error": str(err)}
             return
@@ -94,8 +109,7 @@ class Dashboard(anywidget.AnyWidget):
         routes = ", ".join(f"{r.ref} {r.weight}%" for r in spec.routes)
         shadow = f"{spec.shadow.ref} at {spec.shadow.percent:g}%" if spec.shadow else ""
         self.header = {"name": o.name, "mode": spec.mode, "revision": o.revision,
-                       "host": spec.host.url, "routes": routes, "shadow": shadow,
-                       "status": self.traffic.status_text}
+                       "host": spec.host.url, "routes": routes, "shadow": shadow}
 
     def wait(self, timeout: float | None = None) -> Dashboard:
         """Wait for the drift and cost views to load."""

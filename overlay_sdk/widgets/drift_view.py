@@ -18,10 +18,11 @@ import traitlets
 from ipywidgets import widget_serialization
 
 from overlay_sdk.analytics.timeline import DriftTimeline
-from overlay_sdk.errors import OverlayError, ValidationError
+from overlay_sdk.errors import ValidationError
 from overlay_sdk.overlays import Overlay
 from overlay_sdk.widgets.assets import asset
 from overlay_sdk.widgets.charts import blank, chart, show
+from overlay_sdk.widgets.inputs import error_of, since_text
 
 __all__ = ["DriftView"]
 
@@ -67,14 +68,13 @@ class DriftView(anywidget.AnyWidget):
         if not isinstance(overlay, Overlay):
             raise ValidationError.at("overlay", f"give an overlay handle (cp.overlays.get("
                                      f"'name')), got {type(overlay).__name__}")
-        super().__init__(overlay=overlay.name, window=window, since=since or "",
+        super().__init__(overlay=overlay.name, window=window, since=since_text(since),
                          version=version or "", heatmap=chart(300), detail=chart(340),
                          **kwargs)
         self._overlay = overlay
         self._reference = reference
         self._timeline: DriftTimeline | None = None
         self._loader: threading.Thread | None = None
-        self._lock = threading.Lock()
         show(self.detail, blank("click a cell of the heatmap to compare distributions"))
         self.on_msg(self._on_message)
         self.refresh(background=background)
@@ -125,21 +125,18 @@ class DriftView(anywidget.AnyWidget):
             timeline = self._overlay.drift(reference=self._reference, window=self.window,
                                            since=self.since or None, progress=progress)
             alerts = self._overlay.alerts(kind="drift")
-        except OverlayError as err:
-            first = err.errors[0] if isinstance(err, ValidationError) else None
-            self.error = {"field": first.path if first else "",
-                          "message": first.message if first else str(err)}
-            self.loading, self.progress = False, ""
+        except Exception as err:  # shown inline: a background load never raises
+            self.error = error_of(err)
             return
-        with self._lock:
-            self._timeline = timeline
-            frame = timeline.frame
-            keys = sorted(set(frame["model"] + ":" + frame["version"])) if len(frame) else []
+        finally:
+            self.loading, self.progress = False, ""
+        self._timeline = timeline
+        frame = timeline.frame
+        keys = sorted(set(frame["model"] + ":" + frame["version"])) if len(frame) else []
+        with self.hold_sync():
             self.versions = keys
             self.alerts = _alert_rows(alerts)
             self.summary = timeline.summary()
-            self.progress = ""
-            self.loading = False
         self.show_version(self.version if self.version in keys else "")
 
     def show_version(self, version: str = "") -> None:
@@ -154,7 +151,7 @@ class DriftView(anywidget.AnyWidget):
         try:
             figure = timeline.plot(chosen)
         except ValidationError as err:
-            self.error = {"field": "version", "message": err.errors[0].message}
+            self.error = error_of(err)
             return
         self.version = chosen
         show(self.heatmap, figure)

@@ -117,6 +117,9 @@ class TopologyMap(anywidget.AnyWidget):
 
     def _run(self, stop: threading.Event, interval: float) -> None:
         while not stop.wait(interval):
+            if getattr(self._cp, "closed", False):
+                self.error = "the control plane was closed: the map stopped refreshing"
+                return
             try:
                 self.refresh()
             except Exception as err:  # keep the map going: the next tick may work

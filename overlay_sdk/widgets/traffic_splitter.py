@@ -20,6 +20,7 @@ import traitlets
 from overlay_sdk.errors import ConflictError, OverlayError, ValidationError
 from overlay_sdk.overlays import KEEP, Overlay
 from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.inputs import error_of
 from overlay_sdk.widgets.traffic_state import (
     parse_apply,
     shadow_choices,
@@ -66,6 +67,7 @@ class TrafficSplitter(anywidget.AnyWidget):
         self._overlay = overlay
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
+        self._status_lock = threading.Lock()
         self.on_msg(self._on_message)
         self.refresh()
 
@@ -92,7 +94,7 @@ class TrafficSplitter(anywidget.AnyWidget):
         models = dict.fromkeys(r.model for r in spec.routes)
         if spec.shadow is not None:
             models[spec.shadow.model] = None
-        registry = self._overlay._cp.models
+        registry = self._overlay.cp.models
         versions = {m: list(registry.versions(m)["version"]) for m in models}
         with self.hold_sync():
             self.revision = self._overlay.revision
@@ -125,20 +127,14 @@ class TrafficSplitter(anywidget.AnyWidget):
             self._overlay.set_traffic(request.weights, shadow=request.shadow,
                                       shadow_percent=request.shadow_percent,
                                       message="traffic splitter")
-        except ValidationError as err:
-            first = err.errors[0]
-            rest = "; ".join(str(e) for e in err.errors[1:])
-            self.error = {"field": first.path, "message": first.message + (
-                f"; {rest}" if rest else "")}
-            return False
         except ConflictError as err:
             self.error = {"field": "", "message": f"{err} (the splitter now shows the "
                           "current weights: check them and apply again)"}
             self._overlay.refresh()
             self._show()
             return False
-        except OverlayError as err:
-            self.error = {"field": "", "message": str(err)}
+        except Exception as err:  # shown inline: a button never raises into the notebook
+            self.error = error_of(err)
             return False
         finally:
             self.busy = False
@@ -159,8 +155,9 @@ class TrafficSplitter(anywidget.AnyWidget):
         serving = status.serving_revision
         self.applied_revision = serving
         self.propagation_ms = status.propagation_ms if serving == status.revision else None
-        self.status_text = status_text(status.revision, status.state, serving,
-                                       status.propagation_ms, status.message)
+        with self._status_lock:
+            self.status_text = status_text(status.revision, status.state, serving,
+                                           status.propagation_ms, status.message)
         return status.state in ("no gateway", "failed") or serving == status.revision
 
     def _watch_status(self) -> None:
@@ -173,7 +170,10 @@ class TrafficSplitter(anywidget.AnyWidget):
             deadline = time.monotonic() + STATUS_WAIT_S
             while not stop.is_set() and not self._read_status():
                 if time.monotonic() > deadline:
-                    self.status_text += f" (not applied after {STATUS_WAIT_S:g} s)"
+                    late = f" (not applied after {STATUS_WAIT_S:g} s)"
+                    with self._status_lock:
+                        if not self.status_text.endswith(late):
+                            self.status_text = self.status_text + late
                     return
                 stop.wait(STATUS_POLL_S)
 

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -110,19 +109,17 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-def browser_home(registry_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def browser_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The overlay home of the browser tests and of JupyterLab's kernels (``OVERLAY_HOME``):
-    an empty overlay store and a copy of the shared registry's database (fraud 1..3; the
-    models' artifacts stay where the shared registry keeps them). A copy, so the overlays,
-    gateway status and kernels of these tests never touch the shared home."""
+    an empty overlay store and a registry of its own holding ``fraud`` 1, 2, 3 (as the
+    shared test registry; not a copy of it: other tests add aliases and models there, which
+    would show in the screenshots)."""
+    from tests.conftest import _fit
+
     home = tmp_path_factory.mktemp("browser-home")
-    source = sqlite3.connect(registry_home / "mlflow.db")
-    target = sqlite3.connect(home / "mlflow.db")
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
+    with connect(home) as cp:
+        for c in (1.0, 0.1, 10.0):
+            cp.models.register("fraud", model=_fit(c), label=f"C={c}")
     return home
 
 

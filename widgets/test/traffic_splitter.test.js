@@ -41,7 +41,7 @@ test("weights stay integers summing to 100 and locks never move, whatever the dr
     const out = rebalance(weights, index, value, locked);
     assert.equal(sum(out), 100, JSON.stringify({ weights, locked, index, value, out }));
     assert.ok(out.every((w) => Number.isInteger(w) && w >= 0 && w <= 100));
-    out.forEach((w, i) => { if (locked[i] && i !== index) assert.equal(w, weights[i]); });
+    out.forEach((w, i) => { if (locked[i]) assert.equal(w, weights[i]); });
   }
 });
 
@@ -50,6 +50,11 @@ test("the moved slider is clamped to what the locked ones leave", () => {
   // every other slider locked: the moved one cannot change
   assert.deepEqual(rebalance([40, 60], 0, 90, [false, true]), [40, 60]);
   assert.deepEqual(rebalance([100], 0, 30, [false]), [100]);
+});
+
+test("a locked slider does not move, nor does a preset move it", () => {
+  assert.deepEqual(rebalance([40, 60], 0, 90, [true, false]), [40, 60]);
+  assert.deepEqual(preset([95, 5], 1, 25, [false, true]), [95, 5]);
 });
 
 test("a bad value leaves the slider where it was", () => {
