@@ -17,27 +17,6 @@ export function budgetState(spentToday, budget) {
   return { share, state: share >= 1 ? "over" : share >= 0.8 ? "near" : "ok" };
 }
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
-
-async function mount(model, name, slot) {
-  const ref = model.get(name);
-  if (!ref || !model.widget_manager) return null;
-  const child = await model.widget_manager.get_model(String(ref).replace("IPY_MODEL_", ""));
-  const view = await model.widget_manager.create_view(child, {});
-  slot.replaceChildren(view.el);
-  if (view.trigger) view.trigger("displayed");
-  return view;
-}
-
 function budgetBadge(today, budget) {
   const { share, state } = budgetState(today, budget);
   return h("span", { class: `ov-cost-budget ov-cost-${state}`,

@@ -17,28 +17,6 @@ export function orderAlerts(alerts, version) {
     || String(b.time).localeCompare(String(a.time)));
 }
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
-
-/** Draw the widget held by trait `name` (a FigureWidget) into `slot`. */
-async function mount(model, name, slot) {
-  const ref = model.get(name);
-  if (!ref || !model.widget_manager) return null;
-  const child = await model.widget_manager.get_model(String(ref).replace("IPY_MODEL_", ""));
-  const view = await model.widget_manager.create_view(child, {});
-  slot.replaceChildren(view.el);
-  if (view.trigger) view.trigger("displayed");
-  return view;
-}
-
 function render({ model, el }) {
   const root = h("div", { class: "ov-drift" });
   el.append(root);

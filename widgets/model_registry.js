@@ -108,17 +108,6 @@ export function inputFor(error) {
   return inputs[root] || null;
 }
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
-
 const COLUMNS = [
   ["version", "Version"], ["label", "Label"], ["sha256", "SHA-256"], ["created_at", "Created"],
   ["source", "Source"], ["flavor", "Flavor"], ["aliases", "Aliases"],

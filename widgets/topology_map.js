@@ -140,17 +140,6 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
-
 function title(text) {
   const t = document.createElementNS(SVG, "title");
   t.textContent = text;

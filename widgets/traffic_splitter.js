@@ -69,17 +69,6 @@ export function changed(weights, applied, shadow, appliedShadow, percent, applie
     || (shadow !== "" && percent !== appliedPercent);
 }
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
-
 /** A small padlock (SVG: no font needed). */
 function padlock() {
   const ns = "http://www.w3.org/2000/svg";

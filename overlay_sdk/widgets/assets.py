@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["asset"]
+__all__ = ["asset", "esm"]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -19,3 +19,11 @@ def asset(name: str) -> Path:
             return path
     raise FileNotFoundError(f"the widget file {name!r} is missing from this installation of "
                             "overlay-sdk: reinstall it (pip install --force-reinstall overlay-sdk)")
+
+
+def esm(name: str) -> str:
+    """Widget module ``name`` as anywidget loads it: the shared DOM helpers
+    (``widgets/dom.js``: ``h()``, ``mount()``) followed by the module itself (a module
+    loaded from a string cannot import a sibling file)."""
+    return asset("dom.js").read_text(encoding="utf-8") + "\n" + asset(name).read_text(
+        encoding="utf-8")

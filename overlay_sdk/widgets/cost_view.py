@@ -21,7 +21,7 @@ from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.client import ControlPlane
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.overlays import Overlay
-from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.assets import asset, esm
 from overlay_sdk.widgets.charts import blank, chart, show
 from overlay_sdk.widgets.inputs import error_of, since_text
 
@@ -55,7 +55,7 @@ class CostView(anywidget.AnyWidget):
     """Spend of one overlay (an :class:`Overlay`) or of all (a :class:`ControlPlane`);
     ``by``: "hour" or "day"; ``since``: how far back ("a week ago")."""
 
-    _esm = asset("cost_view.js")
+    _esm = esm("cost_view.js")
     _css = asset("cost_view.css")
 
     title = traitlets.Unicode().tag(sync=True)

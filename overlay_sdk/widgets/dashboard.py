@@ -16,7 +16,7 @@ from ipywidgets import DOMWidget, widget_serialization
 
 from overlay_sdk.errors import OverlayError, ValidationError
 from overlay_sdk.overlays import Overlay
-from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.assets import asset, esm
 from overlay_sdk.widgets.cost_view import CostView
 from overlay_sdk.widgets.drift_view import DriftView
 from overlay_sdk.widgets.topology_map import TopologyMap
@@ -44,7 +44,7 @@ class Dashboard(anywidget.AnyWidget):
     ``drift`` / ``cost`` options go to :class:`DriftView` / :class:`CostView`
     (e.g. ``drift={"window": "15min", "reference": frame}``)."""
 
-    _esm = asset("dashboard.js")
+    _esm = esm("dashboard.js")
     _css = asset("dashboard.css")
 
     overlay = traitlets.Unicode().tag(sync=True)

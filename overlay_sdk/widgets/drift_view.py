@@ -20,7 +20,7 @@ from ipywidgets import widget_serialization
 from overlay_sdk.analytics.timeline import DriftTimeline
 from overlay_sdk.errors import ValidationError
 from overlay_sdk.overlays import Overlay
-from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.assets import asset, esm
 from overlay_sdk.widgets.charts import blank, chart, show
 from overlay_sdk.widgets.inputs import error_of, since_text
 
@@ -45,7 +45,7 @@ class DriftView(anywidget.AnyWidget):
     ``o.drift(reference=...)``; ``version``: which version's heatmap (default: the one
     with the most windows)."""
 
-    _esm = asset("drift_view.js")
+    _esm = esm("drift_view.js")
     _css = asset("drift_view.css")
 
     overlay = traitlets.Unicode().tag(sync=True)

@@ -32,7 +32,7 @@ from overlay_sdk.errors import ConflictError, NotFoundError, OverlayError, Valid
 from overlay_sdk.registry import ModelRegistry as Registry
 from overlay_sdk.registry import ModelVersion
 from overlay_sdk.registry_aliases import DEFAULT_ALIAS
-from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.assets import asset, esm
 from overlay_sdk.widgets.registry_state import (
     PendingRollback,
     RollbackFlow,
@@ -60,7 +60,7 @@ class ModelRegistry(anywidget.AnyWidget):
     button does; ``reg.preview_rollback("fraud")`` then ``reg.confirm_rollback()`` what
     Roll back… and Confirm do; ``reg.error`` holds the last refusal."""
 
-    _esm = asset("model_registry.js")
+    _esm = esm("model_registry.js")
     _css = asset("model_registry.css")
 
     models = traitlets.List(traitlets.Dict()).tag(sync=True)

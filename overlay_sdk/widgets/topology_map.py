@@ -20,7 +20,7 @@ import traitlets
 from overlay_sdk.errors import OverlayError, ValidationError
 from overlay_sdk.topology import DEFAULT_SINCE, Topology, topology
 from overlay_sdk.when import parse_when
-from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.assets import asset, esm
 
 if TYPE_CHECKING:
     from overlay_sdk.client import ControlPlane
@@ -37,7 +37,7 @@ class TopologyMap(anywidget.AnyWidget):
     :class:`~overlay_sdk.topology.Topology` read; ``graph`` its ``to_dict()`` (what the
     front end draws); ``error`` why the last refresh failed (empty when it worked)."""
 
-    _esm = asset("topology_map.js")
+    _esm = esm("topology_map.js")
     _css = asset("topology_map.css")
 
     graph = traitlets.Dict().tag(sync=True)

@@ -19,7 +19,7 @@ import traitlets
 
 from overlay_sdk.errors import ConflictError, OverlayError, ValidationError
 from overlay_sdk.overlays import KEEP, Overlay
-from overlay_sdk.widgets.assets import asset
+from overlay_sdk.widgets.assets import asset, esm
 from overlay_sdk.widgets.inputs import error_of
 from overlay_sdk.widgets.traffic_state import (
     parse_apply,
@@ -41,7 +41,7 @@ class TrafficSplitter(anywidget.AnyWidget):
     ``debounce_ms``). In code: ``splitter.apply({"fraud:1": 90, "fraud:2": 10})`` does
     what the Apply button does; ``splitter.error`` holds the last refusal."""
 
-    _esm = asset("traffic_splitter.js")
+    _esm = esm("traffic_splitter.js")
     _css = asset("traffic_splitter.css")
 
     overlay = traitlets.Unicode().tag(sync=True)

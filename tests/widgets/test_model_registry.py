@@ -61,7 +61,7 @@ def test_it_lists_the_models_and_shows_the_selected_ones_versions(
         assert (v["source"], v["flavor"]) == ("sklearn:LogisticRegression", "sklearn")
     assert widget.alias_choices[0] == "serving" and widget.error == {}
     assert not widget.busy and widget.pending == {}
-    assert widget._esm.startswith("// ModelRegistry") and ".ov-reg" in widget._css
+    assert "\n// ModelRegistry" in widget._esm and ".ov-reg" in widget._css
 
 
 def test_selecting_a_model_and_refresh(widget: ModelRegistry, cp: ControlPlane) -> None:

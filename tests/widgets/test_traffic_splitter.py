@@ -34,7 +34,8 @@ def test_it_shows_the_routes_the_shadow_choices_and_the_status(
     assert splitter.shadow == "" and splitter.shadow_choices == ["fraud:3"]
     assert splitter.revision == 1 and splitter.overlay == "scoring"
     assert "no gateway" in splitter.status_text
-    assert splitter._esm.startswith("// TrafficSplitter") and ".ov-split" in splitter._css
+    assert "// TrafficSplitter" in splitter._esm and "function h(" in splitter._esm  # + dom.js
+    assert ".ov-split" in splitter._css
 
 
 def test_apply_writes_one_revision_with_weights_and_shadow(splitter: TrafficSplitter,
