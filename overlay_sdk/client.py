@@ -23,6 +23,7 @@ import pandas as pd
 from overlay_sdk.alerts import read_alerts
 from overlay_sdk.analytics.cost_frame import CostFrame
 from overlay_sdk.errors import (
+    BackendError,
     ConflictError,
     FieldError,
     NotFoundError,
@@ -53,10 +54,13 @@ def connect(
     registry_uri: str | None = None,
     author: str | None = None,
 ) -> ControlPlane:
-    """Connect to the embedded control plane.
+    """Connect to the embedded control plane, or to a cluster.
 
     ``home`` is the overlay home folder (default: ``$OVERLAY_HOME``, else the nearest
-    ``.overlay/`` at or above the current directory, else a new ``./.overlay/``).
+    ``.overlay/`` at or above the current directory, else a new ``./.overlay/``), or a
+    cluster address ``k8s://CONTEXT/NAMESPACE`` (``k8s:///NAMESPACE``: the kubeconfig's
+    current context, or the pod's service account in a cluster): overlays are then the
+    AIOverlay resources of that namespace, and ``registry_uri`` is required.
     ``registry_uri`` is an MLflow tracking URI (default ``sqlite:///<home>/mlflow.db``).
     ``author`` is recorded on every revision (default ``$OVERLAY_AUTHOR`` or the user name).
     """
@@ -66,15 +70,18 @@ def connect(
         )
     if isinstance(home, str) and not home.strip():
         raise ValidationError.at("home", "give a folder path, or None for the default")
-    if isinstance(home, str) and "://" in home:
-        scheme = home.split("://", 1)[0]
-        raise ValidationError.at(
-            "home", f"unsupported control plane address scheme {scheme!r}; give a folder path "
-            "(the overlay home) or nothing for the default"
-        )
     for field, value in (("registry_uri", registry_uri), ("author", author)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ValidationError.at(field, f"give a non-empty string, got {value!r}")
+    if isinstance(home, str) and "://" in home:
+        scheme = home.split("://", 1)[0]
+        if scheme.lower() == "k8s":
+            return _connect_cluster(home, registry_uri=registry_uri, author=author)
+        raise ValidationError.at(
+            "home", f"unsupported control plane address scheme {scheme!r}; give a folder path "
+            "(the overlay home), k8s://CONTEXT/NAMESPACE for a cluster, or nothing for the "
+            "default"
+        )
     try:
         folder = resolve_home(home)
     except OSError as err:
@@ -90,6 +97,32 @@ def connect(
         )
     else:  # a tracking server keeps its own artifact store
         registry = ModelRegistry(registry_uri, lock_dir=folder)
+    return ControlPlane(folder, store, registry, author=author)
+
+
+def _connect_cluster(url: str, *, registry_uri: str | None, author: str | None) -> ControlPlane:
+    """Overlays in the AIOverlay resources at ``url``, models in the MLflow tracking server
+    ``registry_uri`` (the cluster's model servers cannot read a registry on this machine);
+    prices and other local settings stay in the overlay home."""
+    if registry_uri is None:
+        raise ValidationError.at(
+            "registry_uri", "a cluster needs a model registry it can reach: give the MLflow "
+            "tracking server's URI, e.g. registry_uri='http://mlflow.mlops:5000'"
+        )
+    try:
+        from overlay_sdk.store.kubernetes import KubernetesStore
+    except ImportError as err:
+        raise BackendError(
+            f"{url} needs the cluster backend ({err.name} is missing): "
+            "pip install 'overlay-sdk[k8s]'"
+        ) from None
+    store = KubernetesStore.from_url(url)  # ValidationError names url.scheme/context/namespace
+    try:
+        folder = resolve_home(None)
+        registry = ModelRegistry(registry_uri, lock_dir=folder)
+    except BaseException:
+        store.close()
+        raise
     return ControlPlane(folder, store, registry, author=author)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
 import overlay_sdk as ov
 from overlay_sdk.client import ControlPlane
@@ -55,8 +56,48 @@ def test_connect_uses_overlay_home_env(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_connect_refuses_unknown_address_scheme() -> None:
-    with pytest.raises(ValidationError, match="scheme 'k8s'"):
-        ov.connect("k8s://ctx/ns")
+    with pytest.raises(ValidationError, match="scheme 'http'") as info:
+        ov.connect("http://ctx/ns")
+    assert info.value.paths == ["home"] and "k8s://CONTEXT/NAMESPACE" in str(info.value)
+
+
+def test_connect_to_a_cluster_checks_the_address_and_needs_a_registry() -> None:
+    with pytest.raises(ValidationError) as info:
+        ov.connect("k8s://ctx/team-a")
+    assert info.value.paths == ["registry_uri"]
+    with pytest.raises(ValidationError) as info:
+        ov.connect("k8s://ctx/Team_A", registry_uri="http://mlflow:5000")
+    assert info.value.paths == ["url.namespace"]
+
+
+def test_connect_to_a_cluster(
+    registry_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same notebook code on the emulated cluster: overlays are AIOverlay resources."""
+    from overlay_sdk.store.kubernetes import KubernetesStore
+    from tests.kmock_support import ClusterThread
+
+    with ClusterThread(namespaces=("team-a",)) as cluster:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "dev",
+            "clusters": [{"name": "emu", "cluster": {"server": cluster.url}}],
+            "users": [{"name": "ada", "user": {"token": "t"}}],
+            "contexts": [{"name": "dev", "context": {"cluster": "emu", "user": "ada"}}],
+        }))
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "home"))
+        registry = f"sqlite:///{registry_home / 'mlflow.db'}"
+        with ov.connect("k8s:///team-a", registry_uri=registry, author="ada") as cp:
+            assert isinstance(cp.store, KubernetesStore) and cp.home == tmp_path / "home"
+            o = create(cp)
+            o.set_traffic({"fraud:1": 50, "fraud:2": 50})
+            o.rollback()
+            assert [r.revision for r in cp.store.history("scoring")] == [1, 2, 3]
+            assert cp.overlays.get("scoring").spec.weights() == {"fraud:1": 90, "fraud:2": 10}
+            stored = cluster.server.objects["overlays.aioverlay.dev/v1alpha1/aioverlays",
+                                            "team-a", "scoring"]
+            assert stored["metadata"]["annotations"]["overlays.aioverlay.dev/revision"] == "3"
 
 
 def test_create_then_read_back(cp: ControlPlane) -> None:

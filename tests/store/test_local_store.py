@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import store_workers
+from store_contract import StoreContract
 from store_workers import check_whole, dump, make_doc, make_overlay
 
 from overlay_sdk.errors import BackendError, ConflictError, NotFoundError, ValidationError
@@ -50,6 +51,10 @@ def mp() -> ForkServerContext:
     return ctx
 
 
+class TestLocalStoreContract(StoreContract):
+    """The behaviour every store keeps (test_kubernetes_store.py runs the same tests)."""
+
+
 def _join(processes: list[multiprocessing.process.BaseProcess], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     for p in processes:
@@ -66,8 +71,8 @@ def _join(processes: list[multiprocessing.process.BaseProcess], timeout: float =
 
 def test_exports_are_explicit_and_sorted() -> None:
     assert store_all == sorted(store_all)
-    assert set(store_all) == {"Action", "LocalStore", "Revision", "Store", "WatchEvent",
-                              "created_revision"}
+    assert set(store_all) == {"Action", "KubernetesStore", "LocalStore", "Revision", "Store",
+                              "WatchEvent", "created_revision"}
     import overlay_sdk.store as package
 
     assert all(hasattr(package, name) for name in store_all)
