@@ -31,8 +31,21 @@ import yaml
 from overlay_sdk.spec import LABEL_KEY, LABEL_VALUE
 
 K8S_VERSION = "1.31.0"
-ISTIO_CRDS = (Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "istio"
-              / "crd-all.gen.yaml")
+_ISTIO_FILE = Path("schemas") / "istio" / "crd-all.gen.yaml"
+
+
+def _istio_crds() -> Path:
+    """Where Istio's CRDs are: ``$OVERLAY_SHARED_DIR``, else the ``shared`` folder beside
+    the repository, else these machines' ``/work/shared`` (a clone elsewhere, e.g. a CI
+    checkout in /tmp); the first candidate when none has them."""
+    candidates = [Path(__file__).resolve().parents[2].parent / "shared", Path("/work/shared")]
+    if os.environ.get("OVERLAY_SHARED_DIR"):
+        candidates.insert(0, Path(os.environ["OVERLAY_SHARED_DIR"]))
+    found = [c / _ISTIO_FILE for c in candidates if (c / _ISTIO_FILE).is_file()]
+    return found[0] if found else candidates[0] / _ISTIO_FILE
+
+
+ISTIO_CRDS = _istio_crds()
 ISTIO_GROUP = "networking.istio.io"
 _DNS_1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -46,7 +59,8 @@ def istio_unavailable() -> str | None:
     """Why the Istio schemas cannot be read here (None when they can)."""
     if not ISTIO_CRDS.is_file():
         return (f"Istio's CRD schemas are not at {ISTIO_CRDS} (the shared folder beside the "
-                "repository); the Istio manifests are checked where it exists")
+                "repository, or $OVERLAY_SHARED_DIR); the Istio manifests are checked where "
+                "it exists")
     return None
 
 
