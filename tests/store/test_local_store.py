@@ -11,11 +11,9 @@ import os
 import random
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, timedelta
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from store_workers import check_whole, dump, make_doc, make_overlay
 
 from overlay_sdk.errors import BackendError, ConflictError, NotFoundError, ValidationError
 from overlay_sdk.spec import parse_overlay
-from overlay_sdk.store import LocalStore, Revision, Store, WatchEvent, local
+from overlay_sdk.store import LocalStore, Store, WatchEvent, local
 from overlay_sdk.store import __all__ as store_all
 from overlay_sdk.store.migrations import MIGRATIONS, Migration, latest_version, migrate
 
@@ -77,15 +75,6 @@ def test_exports_are_explicit_and_sorted() -> None:
 
     assert all(hasattr(package, name) for name in store_all)
     assert {n for n in dir(package) if not n.startswith("_") and n[0].isupper()} <= set(store_all)
-
-
-@pytest.mark.parametrize("name", [None, "", 5, ["a"]])
-def test_names_must_be_strings(store: LocalStore, name: object) -> None:
-    store.apply(parse_overlay(_doc_for_bad_input()))
-    for call in (store.get, store.history, store.delete, lambda n: store.revision(n, 1)):
-        with pytest.raises(ValidationError) as info:
-            call(name)  # type: ignore[operator]
-        assert info.value.paths == ["name"]
 
 
 def test_bad_arguments_are_refused_before_writing(store: LocalStore, db: Path) -> None:
@@ -142,47 +131,6 @@ def test_in_home_opens_overlays_db(tmp_path: Path) -> None:
 # -- apply, expected_revision, conflicts ---------------------------------------------------
 
 
-def test_create_with_expected_zero_then_second_create_conflicts(store: LocalStore) -> None:
-    rev = store.apply(make_overlay(), expected_revision=0, message="first")
-    assert (rev.name, rev.revision, rev.action, rev.message) == (NAME, 1, "apply", "first")
-    with pytest.raises(ConflictError) as info:
-        store.apply(make_overlay(weights=(50, 50)), expected_revision=0)
-    assert (info.value.expected, info.value.current) == (0, 1)
-    assert NAME in str(info.value) and "already exists" in str(info.value)
-    assert "retry" in str(info.value)
-    assert [r.revision for r in store.history(NAME)] == [1]
-
-
-def test_stale_expected_revision_conflicts_and_leaves_history_unchanged(
-    store: LocalStore, db: Path
-) -> None:
-    store.apply(make_overlay(), expected_revision=0)
-    store.apply(make_overlay(weights=(90, 10)), expected_revision=1)
-    before = dump(db)
-    history = store.history(NAME)
-    with pytest.raises(ConflictError) as info:
-        store.apply(make_overlay(weights=(80, 20)), expected_revision=1)
-    err = info.value
-    assert (err.expected, err.current) == (1, 2)
-    text = str(err)
-    assert NAME in text and "expected revision 1" in text and "current revision 2" in text
-    assert "re-read" in text and "retry" in text
-    assert store.history(NAME) == history
-    assert dump(db) == before
-
-
-def test_expected_none_skips_the_check(store: LocalStore) -> None:
-    store.apply(make_overlay())
-    assert store.apply(make_overlay(weights=(90, 10))).revision == 2
-
-
-def test_expected_revision_on_missing_overlay_conflicts(store: LocalStore) -> None:
-    with pytest.raises(ConflictError) as info:
-        store.apply(make_overlay(), expected_revision=3)
-    assert (info.value.expected, info.value.current) == (3, None)
-    assert "does not exist" in str(info.value)
-
-
 def test_rejected_inputs_leave_every_table_exactly_as_it_was(store: LocalStore, db: Path) -> None:
     store.apply(make_overlay(), expected_revision=0)
     store.apply(make_overlay("other"), expected_revision=0)
@@ -203,119 +151,7 @@ def test_rejected_inputs_leave_every_table_exactly_as_it_was(store: LocalStore, 
         assert dump(db) == before
 
 
-def test_apply_returns_and_get_reads_back_the_same_revision(store: LocalStore) -> None:
-    overlay = make_overlay(weights=(95, 5), team="crm")
-    rev = store.apply(overlay, author="ada", message="canary copilot:4 at 5%")
-    got = store.get(NAME)
-    assert got == rev
-    assert got.overlay == overlay
-    assert got.author == "ada" and got.summary.startswith("canary copilot:4 at 5%; created")
-
-
-def test_author_defaults_to_env_then_login_name(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OVERLAY_AUTHOR", "grace")
-    assert store.apply(make_overlay()).author == "grace"
-    monkeypatch.delenv("OVERLAY_AUTHOR")
-    monkeypatch.setenv("LOGNAME", "linus")
-    assert store.apply(make_overlay(weights=(50, 50))).author == "linus"
-    assert store.apply(make_overlay(), author="explicit").author == "explicit"
-
-
-def test_timestamps_are_timezone_aware_utc_and_ordered(store: LocalStore) -> None:
-    for weights in [(100,), (50, 50), (10, 90)]:
-        store.apply(make_overlay(weights=weights))
-    history = store.history(NAME)
-    for rev in history:
-        assert rev.created_at.tzinfo is not None
-        assert rev.created_at.utcoffset() == timedelta(0)
-        assert rev.created_at.tzinfo == UTC
-    stamps = [r.created_at for r in history]
-    assert stamps == sorted(stamps)
-    assert store.get(NAME).created_at == history[-1].created_at
-
-
-def test_changes_summary_is_filled(store: LocalStore) -> None:
-    store.apply(make_overlay())
-    store.apply(make_overlay(weights=(95, 5)))
-    store.delete(NAME)
-    store.apply(make_overlay(weights=(60, 40)))
-    changes = [r.changes for r in store.history(NAME)]
-    assert changes == [
-        "created: mode passthrough, routes copilot:3 100",
-        "routes copilot:3 100->95, +copilot:4 5",
-        "deleted",
-        "created: mode passthrough, routes copilot:3 60, copilot:4 40",
-    ]
-
-
 # -- delete, history, revision, list ---------------------------------------------------------
-
-
-def test_delete_writes_a_tombstone_and_get_raises_not_found(store: LocalStore) -> None:
-    store.apply(make_overlay(), expected_revision=0)
-    tomb = store.delete(NAME, expected_revision=1, message="retired")
-    assert (tomb.revision, tomb.action, tomb.overlay) == (2, "delete", None)
-    assert tomb.message == "retired"
-    with pytest.raises(NotFoundError) as info:
-        store.get(NAME)
-    assert NAME in str(info.value) and "deleted at revision 2" in str(info.value)
-    with pytest.raises(NotFoundError, match="nothing to delete"):
-        store.delete(NAME)
-    with pytest.raises(NotFoundError, match="never-was"):
-        store.get("never-was")
-    assert store.history(NAME)[-1] == tomb
-
-
-def test_reapplying_a_deleted_overlay_continues_numbering(store: LocalStore) -> None:
-    store.apply(make_overlay(), expected_revision=0)
-    store.delete(NAME)
-    with pytest.raises(ConflictError) as info:  # a tombstone is not a live revision
-        store.apply(make_overlay(), expected_revision=2)
-    assert info.value.current is None and "deleted at revision 2" in str(info.value)
-    rev = store.apply(make_overlay(weights=(50, 50)), expected_revision=0)
-    assert rev.revision == 3
-    assert [(r.revision, r.action) for r in store.history(NAME)] == [
-        (1, "apply"),
-        (2, "delete"),
-        (3, "apply"),
-    ]
-    assert store.get(NAME) == rev
-
-
-def test_history_is_oldest_first(store: LocalStore) -> None:
-    weights = [(100,), (90, 10), (80, 20), (70, 30)]
-    for w in weights:
-        store.apply(make_overlay(weights=w))
-    history = store.history(NAME)
-    assert [r.revision for r in history] == [1, 2, 3, 4]
-    assert [r.overlay.spec.routes[0].weight for r in history if r.overlay] == [100, 90, 80, 70]
-    with pytest.raises(NotFoundError, match="'nope' has no history"):
-        store.history("nope")
-
-
-def test_revision_by_number(store: LocalStore) -> None:
-    store.apply(make_overlay())
-    second = store.apply(make_overlay(weights=(90, 10)))
-    store.apply(make_overlay(weights=(80, 20)))
-    assert store.revision(NAME, 2) == second
-    with pytest.raises(NotFoundError) as info:
-        store.revision(NAME, 4)
-    assert NAME in str(info.value) and "1..3" in str(info.value)
-    with pytest.raises(NotFoundError, match="never created"):
-        store.revision("nope", 1)
-
-
-def test_list_is_sorted_by_name_and_skips_deleted(store: LocalStore) -> None:
-    for name in ["zeta", "alpha", "mid", "gone"]:
-        store.apply(make_overlay(name))
-    store.apply(make_overlay("mid", weights=(50, 50)))
-    store.delete("gone")
-    listed = store.list()
-    assert [r.name for r in listed] == ["alpha", "mid", "zeta"]
-    assert [r.revision for r in listed] == [1, 2, 1]
-    assert all(isinstance(r, Revision) and r.overlay is not None for r in listed)
 
 
 def test_revision_rows_cannot_be_rewritten(store: LocalStore, db: Path) -> None:
@@ -330,35 +166,6 @@ def test_revision_rows_cannot_be_rewritten(store: LocalStore, db: Path) -> None:
 
 
 # -- threads, closing, bad files -----------------------------------------------------------
-
-
-def test_threads_share_one_store(store: LocalStore) -> None:
-    store.apply(make_overlay(), expected_revision=0)
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        try:
-            for i in range(25):
-                while True:
-                    current = store.get(NAME)
-                    try:
-                        store.apply(
-                            make_overlay(thread=str(n), i=str(i)),
-                            expected_revision=current.revision,
-                        )
-                        break
-                    except ConflictError:
-                        pass
-        except BaseException as err:  # pragma: no cover - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert [r.revision for r in store.history(NAME)] == list(range(1, 102))
 
 
 def test_closed_store_refuses_calls_and_stops_watchers(db: Path) -> None:
@@ -398,59 +205,6 @@ def test_a_file_that_is_not_sqlite_raises_backend_error(tmp_path: Path) -> None:
 
 
 # -- watch --------------------------------------------------------------------------------
-
-
-def test_watch_from_zero_replays_every_revision_in_commit_order(store: LocalStore) -> None:
-    store.apply(make_overlay("b"))
-    store.apply(make_overlay("a"))
-    store.apply(make_overlay("b", weights=(50, 50)))
-    store.delete("a")
-    events = list(store.watch(since=0, timeout=0.05))
-    assert [e.seq for e in events] == sorted(e.seq for e in events)
-    assert [(e.revision.name, e.revision.revision) for e in events] == [
-        ("b", 1),
-        ("a", 1),
-        ("b", 2),
-        ("a", 2),
-    ]
-    assert events[-1].revision.overlay is None
-    later = list(store.watch(since=events[1].seq, timeout=0.05))
-    assert [e.seq for e in later] == [e.seq for e in events[2:]]
-
-
-def test_watch_since_none_starts_at_the_call(store: LocalStore) -> None:
-    store.apply(make_overlay())
-    events = store.watch(timeout=0.2)  # "now" is the call, not the first next()
-    store.apply(make_overlay(weights=(50, 50)))
-    got = list(events)
-    assert [e.revision.revision for e in got] == [2]
-
-
-def test_watch_times_out_without_events(store: LocalStore) -> None:
-    start = time.monotonic()
-    assert list(store.watch(timeout=0.1)) == []
-    assert 0.09 <= time.monotonic() - start < 2
-
-
-def test_watch_in_a_thread_sees_writes_from_another_thread(store: LocalStore) -> None:
-    received: list[WatchEvent] = []
-    events = store.watch(timeout=5)
-
-    def follow() -> None:
-        for event in events:
-            received.append(event)
-            if len(received) == 30:
-                return
-
-    t = threading.Thread(target=follow)
-    t.start()
-    for i in range(30):
-        store.apply(make_overlay(f"o{i % 3}", i=str(i)))
-    t.join(10)
-    assert not t.is_alive()
-    assert [e.revision.overlay.metadata.annotations for e in received if e.revision.overlay] == [
-        {"i": str(i)} for i in range(30)
-    ]
 
 
 # -- migrations ----------------------------------------------------------------------------
