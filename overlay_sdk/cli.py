@@ -21,6 +21,7 @@ import click
 from overlay_sdk.cli_analytics import alerts, cost, drift, prices
 from overlay_sdk.cli_gateway import gateway, metrics, status
 from overlay_sdk.cli_models import models
+from overlay_sdk.cli_operator import operator
 from overlay_sdk.cli_support import (
     EPILOG,
     EXIT_CODES,
@@ -204,6 +205,7 @@ cli.add_command(models)
 cli.add_command(gateway)
 cli.add_command(status)
 cli.add_command(metrics)
+cli.add_command(operator)
 for command in (drift, cost, alerts, prices):
     cli.add_command(command)
 
