@@ -252,6 +252,8 @@ class _FastRouting(kmock.RawHandler):
                     payload._disabled.set()
                 except NotImplementedError:  # matched, but nothing to respond with
                     pass
+        # (kmock's own protocol for "no reaction defined": its server answers it; this is
+        # the emulator's routing, not a stub of the product)
         raise NotImplementedError(
             "Undefined server behaviour: no reaction matching the request is defined."
         )
