@@ -12,6 +12,7 @@ Installed as the ``overlay`` console script; also ``python -m overlay_sdk.cli``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,63 @@ def apply(ctx: click.Context, path: str, message: str) -> None:
         for overlay in overlays:
             o = cp.overlays.apply(overlay, message=message)
             click.echo(f"aioverlay/{o.name} applied (revision {o.revision}): {o.info.changes}")
+
+
+@cli.command()
+@click.option("-f", "--filename", "path", required=True,
+              help="YAML file with one or more AIOverlay documents ('-' for standard input).")
+@click.option("-n", "--namespace", default="default", show_default=True,
+              help="Namespace of overlays whose metadata names none.")
+@click.option("--resolve", is_flag=True,
+              help="Read each version from the model registry (--registry-uri): provider "
+              "versions get no model server, images run their image, aliases are resolved. "
+              "Without it every version is served by the MLflow model server.")
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking server the model servers and the gateway read "
+              "(default: the in-cluster address in overlay_sdk.k8s.manifests.RenderSettings).")
+@click.pass_context
+@handles_errors
+def render(ctx: click.Context, path: str, namespace: str, resolve: bool,
+           tracking_uri: str | None) -> None:
+    """Print the Kubernetes manifests of AIOverlay YAML (GitOps: commit or pipe them to
+    `kubectl apply -f -`), as the operator would apply them: a Deployment and Service per
+    self-hosted version, a DestinationRule and a VirtualService carrying the route plan,
+    and the gateway. Nothing is written.
+    """
+    from overlay_sdk.k8s.render import RenderSettings, render_yaml
+    from overlay_sdk.spec import parse_overlay
+
+    settings = RenderSettings(namespace=namespace)
+    if tracking_uri:
+        settings = dataclasses.replace(settings, tracking_uri=tracking_uri)
+    texts = []
+    for i, doc in enumerate(_documents(path)):
+        where = f"document {i + 1} of {path}" if path != "-" else f"document {i + 1}"
+        try:
+            overlay = parse_overlay(doc)
+        except ValidationError as err:
+            raise ValidationError(err.errors, subject=where) from None
+        versions = None
+        if resolve:
+            with plane(ctx) as cp:
+                overlay, versions = _resolved(overlay, cp.models, where)
+        texts.append(render_yaml(overlay, versions, settings=settings))
+    click.echo("".join(texts), nl=False)
+
+
+def _resolved(overlay: Any, registry: Any, where: str) -> tuple[Any, Any]:
+    """``overlay`` with its aliases resolved and each version's target, from ``registry``
+    (as the operator reads them)."""
+    from overlay_sdk.errors import BackendError
+    from overlay_sdk.k8s.operator import RegistryResolver
+    from overlay_sdk.k8s.reconcile import Failure, resolve_versions
+
+    try:
+        return resolve_versions(overlay, RegistryResolver(registry))
+    except Failure as failure:
+        if failure.reason == "RegistryUnavailable":
+            raise BackendError(f"{where}: {failure.message}") from None
+        raise ValidationError.at("-f", f"{where}: {failure.message}") from None
 
 
 @cli.command()

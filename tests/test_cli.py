@@ -335,3 +335,31 @@ def test_init_and_models_list_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["--home", str(tmp_path / "h"), "--registry-uri", "",
                                  "init"])
     assert result.exit_code == 2 and "registry_uri" in result.stderr
+
+
+def test_render_prints_the_manifests_the_operator_would_apply(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from overlay_sdk.k8s.render import RenderSettings, render
+    from overlay_sdk.spec import parse_overlay
+
+    shadowed = DOC + "  shadow: {model: fraud, version: \"3\", percent: 25}\n"
+    result = run("render", "-f", write(tmp_path, shadowed), "-n", "team-a")
+    assert result.exit_code == 0, result.output
+    docs = list(yaml.safe_load_all(result.output))
+    expected = render(parse_overlay(yaml.safe_load(shadowed)),
+                      settings=RenderSettings(namespace="team-a"))
+    assert docs == expected  # the renderer's own output, as YAML
+    service = next(d for d in docs if d["kind"] == "VirtualService")
+    weighted = service["spec"]["http"][-1]
+    assert sorted(r["weight"] for r in weighted["route"]) == [10, 90]
+    assert weighted["mirrorPercentage"] == {"value": 25.0}
+    assert {d["metadata"]["namespace"] for d in docs} == {"team-a"}
+    # resolved from the registry: the same versions (all MLflow models here), aliases named
+    resolved = run("render", "-f", write(tmp_path, shadowed), "--resolve")
+    assert resolved.exit_code == 0 and "models:/" in resolved.output
+    missing = run("render", "-f", write(tmp_path, DOC.replace('version: "2"', 'version: "9"')),
+                  "--resolve")
+    assert missing.exit_code == 2 and "spec.routes[1]" in missing.output
+    bad = run("render", "-f", write(tmp_path, DOC.replace("weight: 10", "weight: 11")))
+    assert bad.exit_code == 2 and "document 1" in bad.output
