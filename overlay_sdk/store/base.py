@@ -24,9 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+from overlay_sdk.errors import ConflictError, ValidationError
 from overlay_sdk.spec import AIOverlay
 
-__all__ = ["Action", "Revision", "Store", "WatchEvent", "created_revision"]
+__all__ = [
+    "Action",
+    "Revision",
+    "Store",
+    "WatchEvent",
+    "created_revision",
+    "import_check",
+    "to_import",
+]
 
 Action = Literal["apply", "delete"]
 
@@ -115,6 +124,12 @@ class Store(Protocol):
         """
         ...
 
+    def import_revision(self, revision: Revision) -> bool:
+        """Write ``revision`` as it is (number, author, time, message) after the last one of
+        its overlay, for copying histories between stores; False when this exact revision
+        is there already (a repeated copy). See :func:`import_check`."""
+        ...
+
     def close(self) -> None:
         """Release connections and files."""
         ...
@@ -131,3 +146,66 @@ def created_revision(history: Iterable[Revision]) -> int:
             created = revision.revision
         before = revision
     return created
+
+
+def to_import(value: object) -> Revision:
+    """``value`` if it is a :class:`Revision` to copy, else a ValidationError saying so."""
+    if not isinstance(value, Revision):
+        raise ValidationError.at(
+            "revision", f"expected a Revision read from a store, got {type(value).__name__}"
+        )
+    return value
+
+
+def import_check(
+    revision: Revision, *, latest: int, live: bool, existing: Revision | None
+) -> bool:
+    """Whether a store writes ``revision`` copied from another store (True), or already holds
+    it (False); pure. ``latest`` is the last revision number the store holds for that
+    overlay (0: none), ``live`` whether that revision is an apply, ``existing`` the store's
+    revision numbered ``revision.revision``, if any.
+
+    The copy must continue the store's history without a gap and keep its rules (a delete
+    follows a live revision); a different revision under the same number is a conflict:
+    the store's history is never rewritten.
+    """
+    to_import(revision)
+    name, number = revision.name, revision.revision
+    if (revision.overlay is None) != (revision.action == "delete"):
+        raise ValidationError.at(
+            "revision.overlay", f"revision {number} of {name!r} is an {revision.action} "
+            f"{'without' if revision.overlay is None else 'with'} an overlay; copy revisions "
+            "as a store returned them"
+        )
+    if revision.overlay is not None and revision.overlay.name != name:
+        raise ValidationError.at(
+            "revision.overlay.metadata.name", f"{revision.overlay.name!r} differs from the "
+            f"revision's overlay {name!r}"
+        )
+    if revision.created_at.tzinfo is None:
+        raise ValidationError.at("revision.created_at", "give a timezone-aware time (UTC)")
+    if existing is not None:
+        if existing == revision:
+            return False
+        raise ConflictError(
+            f"overlay {name!r} already has a different revision {number} (by "
+            f"{existing.author} at {existing.created_at:%Y-%m-%d %H:%M:%S}, "
+            f"{existing.action}) than the one copied (by {revision.author} at "
+            f"{revision.created_at:%Y-%m-%d %H:%M:%S}, {revision.action}); its history is never "
+            "rewritten: copy the overlay under another name, or delete it from the target "
+            "first if the copy should replace it",
+            expected=number - 1, current=latest or None,
+        )
+    if number != latest + 1:
+        raise ConflictError(
+            f"overlay {name!r} cannot take revision {number}: its last revision is "
+            f"{latest or 'none'}; copy its revisions in order, oldest first",
+            expected=number - 1, current=latest or None,
+        )
+    if revision.action == "delete" and not live:
+        raise ConflictError(
+            f"overlay {name!r} cannot take the deletion at revision {number}: it is not live "
+            "in this store; copy its revisions in order, oldest first",
+            expected=number - 1, current=None,
+        )
+    return True

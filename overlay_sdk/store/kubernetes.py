@@ -13,13 +13,13 @@ keeps the rules of :mod:`overlay_sdk.store.base` with these objects in one names
   read, so that the API server refuses it (409) if the CR changed in between.
 - **a 409 on that PATCH** is followed by a fresh read. If the revision recorded on the CR is
   unchanged, what changed was no revision: a status update by the operator (``generation``
-  unchanged), kopf's annotations or finalizers, or a spec edited with kubectl (which the
-  next revision overwrites, like any change made beside the store); the write is retried
-  after a short backoff. If another revision was committed, the ``expected_revision`` check
-  runs again on the fresh state: :class:`~overlay_sdk.errors.ConflictError` naming the
-  overlay, the expected and the current revision, or with ``expected_revision=None`` a
-  write on top. The revision, not the generation, decides: a rival revision with the same
-  spec leaves the generation unchanged and is still a conflict.
+  unchanged), kopf's annotations or finalizers, or a spec edited beside the store (see
+  below); the write is retried after a short backoff. If another revision was committed,
+  the ``expected_revision`` check runs again on the fresh state:
+  :class:`~overlay_sdk.errors.ConflictError` naming the overlay, the expected and the
+  current revision, or with ``expected_revision=None`` a write on top. The revision, not
+  the generation, decides: a rival revision with the same spec leaves the generation
+  unchanged and is still a conflict.
 - **the history**: right after each commit the store writes the revision's immutable copy, a
   ControllerRevision ``<name>.r<N>`` (``revision: N``; ``data``: the same JSON as the
   record annotation; labels ``overlays.aioverlay.dev/overlay=<name>``, ``.../action``,
@@ -31,6 +31,13 @@ keeps the rules of :mod:`overlay_sdk.store.base` with these objects in one names
   precondition), so that Kubernetes' garbage collector, which deletes what a deleted object
   owns, keeps the whole history. Re-creating the overlay continues the numbering from the
   tombstone; the new CR (new uid) owns the new revisions.
+- **edits beside the store** (``kubectl edit``/``apply``, a GitOps sync): a CR whose spec
+  differs from its record stands for the next revision (author ``kubernetes``, the time
+  from the CR's ``managedFields``): reads show it, and the next write first records it on
+  the CR (and in the history), so that a write based on the revision before the edit is a
+  :class:`~overlay_sdk.errors.ConflictError` instead of silently undoing it. A spec the
+  SDK refuses is not recorded (the operator reports it as ``Degraded``); the next write
+  replaces it.
 - **crash safety**: every later write first repairs what an interrupted writer left: the
   ControllerRevision of the CR's current record if missing, an unfinished delete (a CR still
   carrying a tombstone record), and a deletion made outside overlay-sdk (``kubectl delete``:
@@ -83,10 +90,17 @@ from overlay_sdk.diff import describe_change
 from overlay_sdk.errors import BackendError, ConflictError, NotFoundError, ValidationError
 from overlay_sdk.home import default_author
 from overlay_sdk.spec import API_GROUP, API_VERSION, DNS_LABEL, KIND, AIOverlay, parse_overlay
-from overlay_sdk.store.base import Action, Revision, WatchEvent
+from overlay_sdk.store.base import (
+    Action,
+    Revision,
+    WatchEvent,
+    import_check,
+    to_import,
+)
 
 __all__ = [
     "ACTION_LABEL",
+    "EDIT_MESSAGE",
     "EXTERNAL_AUTHOR",
     "EXTERNAL_MESSAGE",
     "FIELD_MANAGER",
@@ -117,6 +131,8 @@ _RESERVED = (REVISION_ANNOTATION, RECORD_ANNOTATION)
 #: who a deletion made outside overlay-sdk (kubectl delete) is recorded as
 EXTERNAL_AUTHOR = "kubernetes"
 EXTERNAL_MESSAGE = "deleted outside overlay-sdk (the AIOverlay was removed from the cluster)"
+#: the message of a spec edit made beside the store (kubectl edit/apply, a GitOps sync)
+EDIT_MESSAGE = "edited outside overlay-sdk (the AIOverlay's spec was changed in the cluster)"
 
 # The pod's service account, for in-cluster config (module constants so tests can point
 # them elsewhere).
@@ -303,6 +319,42 @@ def _revision_of(data: Any, where: str) -> Revision:
     )
 
 
+def _edit_of(obj: Mapping[str, Any], record: Revision) -> Revision | None:
+    """The revision after ``record`` that a CR whose spec was changed beside the store
+    (kubectl, GitOps) stands for; None if its spec is the record's, or if it is not a valid
+    overlay spec (the operator reports that as Degraded; the next write replaces it)."""
+    if record.overlay is None:
+        return None
+    base = record.overlay.to_dict()
+    spec = obj.get("spec")
+    if spec == base["spec"]:
+        return None
+    try:
+        edited = parse_overlay({**base, "spec": spec})
+    except ValidationError:
+        return None
+    if edited.spec == record.overlay.spec:  # the same spec, spelled with defaults
+        return None
+    return Revision(
+        name=record.name, revision=record.revision + 1, action="apply", overlay=edited,
+        author=EXTERNAL_AUTHOR, created_at=_edited_at(obj), message=EDIT_MESSAGE,
+        changes=describe_change(base, edited.to_dict()),
+    )
+
+
+def _edited_at(obj: Mapping[str, Any]) -> datetime:
+    """When another field manager last wrote the CR's spec (its managedFields), else now."""
+    times = []
+    for entry in _meta(obj).get("managedFields") or []:
+        if not isinstance(entry, Mapping) or entry.get("manager") == FIELD_MANAGER:
+            continue
+        if "f:spec" in (entry.get("fieldsV1") or {}) and entry.get("time"):
+            with contextlib.suppress(TypeError, ValueError):
+                times.append(datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")))
+    stamped = [t.astimezone(UTC) for t in times if t.tzinfo is not None]
+    return max(stamped) if stamped else datetime.now(UTC)
+
+
 def _merge_diff(old: Any, new: Any) -> Any:
     """A JSON merge patch (RFC 7386) turning ``old`` into ``new``: removed keys are None."""
     if not isinstance(old, Mapping) or not isinstance(new, Mapping):
@@ -337,6 +389,12 @@ class _Cr:
 
     obj: dict[str, Any]
     record: Revision | None  # None: not written by overlay-sdk
+    edit: Revision | None = None  # the spec edited beside the store, as the next revision
+
+    @property
+    def current(self) -> Revision | None:
+        """The CR's revision: its record, or the edit made on top of it."""
+        return self.edit or self.record
 
     @property
     def rv(self) -> str:
@@ -355,7 +413,7 @@ class _Cr:
         """The current revision, if the CR holds a live one."""
         if self.record is None or self.record.action != "apply" or self.terminating:
             return None
-        return self.record
+        return self.current
 
 
 @dataclass(frozen=True)
@@ -529,7 +587,8 @@ class KubernetesStore:
             data = json.loads(text)
         except (TypeError, ValueError) as err:
             raise BackendError(f"{where} is not JSON: {err}; was it edited by hand?") from err
-        return _Cr(obj, _revision_of(data, where))
+        record = _revision_of(data, where)
+        return _Cr(obj, record, _edit_of(obj, record))
 
     def _list_crevs(self, selector: str) -> tuple[builtins.list[dict[str, Any]], str]:
         """ControllerRevisions matching ``selector`` (checked here too) and the list's rv."""
@@ -618,6 +677,8 @@ class KubernetesStore:
             not revisions or cr.record.revision > revisions[-1].revision
         ):
             revisions.append(cr.record)  # committed; its copy is not written yet
+        if cr is not None and cr.edit is not None and not cr.terminating:
+            revisions.append(cr.edit)  # edited beside the store; recorded by the next write
         if not revisions:
             raise NotFoundError(f"overlay {name!r} has no history: it was never created")
         return revisions
@@ -634,11 +695,12 @@ class KubernetesStore:
         if item is not None:
             return self._crev_revision(item)
         cr = self._read(name)
-        if cr is not None and cr.record is not None and cr.record.revision == number:
-            return cr.record
+        for held in (cr.record, cr.edit) if cr is not None else ():
+            if held is not None and held.revision == number:
+                return held
         history = self._history(name)
         latest = max([int(i.get("revision") or 0) for i in history] +
-                     [cr.record.revision if cr is not None and cr.record else 0])
+                     [cr.current.revision if cr is not None and cr.current else 0])
         known = f"its revisions are 1..{latest}" if latest else "it was never created"
         raise NotFoundError(f"overlay {name!r} has no revision {number}: {known}; see its history")
 
@@ -657,24 +719,29 @@ class KubernetesStore:
         ConflictError (nothing written) when ``expected_revision`` is not None and differs
         from the current live revision (0 meaning "does not exist or was deleted").
         """
+        self._check_overlay(overlay, field="overlay")
+        return self._commit(overlay.name, overlay, expected_revision, author, message)
+
+    def _check_overlay(self, overlay: object, *, field: str) -> None:
         if not isinstance(overlay, AIOverlay):
             raise ValidationError.at(
-                "overlay", f"expected an AIOverlay, got {type(overlay).__name__}; "
+                field, f"expected an AIOverlay, got {type(overlay).__name__}; "
                 "build one with overlay_sdk.spec.parse_overlay"
             )
+        at = "" if field == "overlay" else f"{field}."
         namespace = overlay.metadata.namespace
         if namespace is not None and namespace != self.namespace:
             raise ValidationError.at(
-                "metadata.namespace", f"{namespace!r} is not this store's namespace "
+                f"{at}metadata.namespace", f"{namespace!r} is not this store's namespace "
                 f"{self.namespace!r}; remove metadata.namespace or connect to "
                 f"k8s://CONTEXT/{namespace}"
             )
         for key in _RESERVED:
             if key in (overlay.metadata.annotations or {}):
                 raise ValidationError.at(
-                    f"metadata.annotations[{key!r}]", "is written by the store itself; remove it"
+                    f"{at}metadata.annotations[{key!r}]",
+                    "is written by the store itself; remove it",
                 )
-        return self._commit(overlay.name, overlay, expected_revision, author, message)
 
     def delete(
         self,
@@ -690,6 +757,44 @@ class KubernetesStore:
         if not _check_name(name):
             raise NotFoundError(f"overlay {name!r} does not exist: not a valid overlay name")
         return self._commit(name, None, expected_revision, author, message)
+
+    def import_revision(self, revision: Revision) -> bool:
+        """Write ``revision`` as it is (number, author, time, message, changes) after the last
+        revision of its overlay, as the CR's record and its ControllerRevision; False when
+        the store holds this exact revision already. ConflictError for a gap or a different
+        revision under that number (nothing written); see
+        :func:`~overlay_sdk.store.base.import_check`."""
+        revision = to_import(revision)
+        name = revision.name
+        if not _check_name(name):
+            raise ValidationError.at("revision.name", f"{name!r} is not a valid overlay name")
+        if revision.overlay is not None:
+            self._check_overlay(revision.overlay, field="revision.overlay")
+        for attempt in range(_ATTEMPTS):
+            state = self._settle(name)
+            existing = None
+            if revision.revision <= state.latest:
+                with contextlib.suppress(NotFoundError):
+                    existing = self.revision(name, revision.revision)
+            if not import_check(revision, latest=state.latest, live=state.live is not None,
+                                existing=existing):
+                return False
+            live = state.live
+            previous = None if live is None or live.overlay is None else live.overlay.to_dict()
+            committed = self._write_cr(state, revision, previous)
+            if committed is None:
+                _backoff(attempt)
+                continue
+            cr = self._cr(committed)
+            self._ensure_recorded(cr, missing=True)
+            if revision.action == "delete":
+                self._finish_delete(cr)
+            return True
+        raise ConflictError(
+            f"revision {revision.revision} of overlay {name!r} was not copied: the AIOverlay "
+            f"kept changing while it was written ({_ATTEMPTS} attempts refused by the API "
+            "server); retry the copy", expected=revision.revision - 1,
+        )
 
     def settle(self, name: str) -> None:
         """Repair what interrupted writers or deletions outside overlay-sdk left for ``name``:
@@ -756,10 +861,12 @@ class KubernetesStore:
         )
 
     def _write_cr(
-        self, state: _State, record: Revision, previous: dict[str, Any] | None
+        self, state: _State, record: Revision, previous: dict[str, Any] | None, *,
+        record_only: bool = False,
     ) -> dict[str, Any] | None:
-        """Commit ``record`` on the CR; None when the API server refused it with 409 (the CR
-        changed since it was read, or exists already) or 404 (it went away)."""
+        """Commit ``record`` on the CR (``record_only``: its annotations only, the CR holds
+        its spec already); None when the API server refused it with 409 (the CR changed
+        since it was read, or exists already) or 404 (it went away)."""
         name = record.name
         text = json.dumps(_record_data(record), separators=(",", ":"), ensure_ascii=False)
         ours = {REVISION_ANNOTATION: str(record.revision), RECORD_ANNOTATION: text}
@@ -779,7 +886,7 @@ class KubernetesStore:
             else:
                 patch_meta: dict[str, Any] = {"resourceVersion": state.cr.rv}
                 patch: dict[str, Any] = {"metadata": patch_meta}
-                if new is None:
+                if new is None or record_only:
                     patch_meta["annotations"] = ours
                 else:
                     old_meta = (previous or {}).get("metadata") or {}
@@ -815,6 +922,10 @@ class KubernetesStore:
                     number = self._record_external_delete(name, cr.record).revision
                     self._release(name, cr.uid)
                     return _State(None, None, number, f"deleted at revision {number}")
+                if cr.edit is not None:  # kubectl edit, GitOps: record it, then read again
+                    state = _State(cr, cr.record, number, "")
+                    self._write_cr(state, cr.edit, None, record_only=True)
+                    continue
                 return _State(cr, cr.record, number, "")
             history = self._history(name)  # read after the CR: see history()
             if not history:

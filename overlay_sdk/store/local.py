@@ -44,7 +44,13 @@ from overlay_sdk.errors import (
 from overlay_sdk.home import AUTHOR_ENV, default_author
 from overlay_sdk.spec import AIOverlay, parse_overlay
 from overlay_sdk.store import migrations
-from overlay_sdk.store.base import Action, Revision, WatchEvent
+from overlay_sdk.store.base import (
+    Action,
+    Revision,
+    WatchEvent,
+    import_check,
+    to_import,
+)
 
 __all__ = ["AUTHOR_ENV", "DB_FILENAME", "LocalStore", "default_author"]
 
@@ -368,7 +374,6 @@ class LocalStore:
         _check_args(expected, author, message)
         doc = None if overlay is None else overlay.to_dict()
         action: Action = "apply" if doc is not None else "delete"
-        text = None if doc is None else json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
         who = author or default_author()
         with self._write(f"{action} of overlay {name!r}") as conn:
             pointer = self._pointer(conn, name)
@@ -389,19 +394,51 @@ class LocalStore:
             number = latest + 1
             created_at = datetime.now(UTC)
             changes = describe_change(previous, doc)
-            cursor = conn.execute(
-                "INSERT INTO revisions (name, revision, action, document, author, created_at, "
-                "message, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, number, action, text, who, created_at.isoformat(), message, changes),
+            record = Revision(name, number, action, overlay, who, created_at, message, changes)
+            self._insert(conn, record)
+        return record
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rev: Revision) -> None:
+        """Insert ``rev`` and move its overlay's pointer to it (inside a write)."""
+        doc = None if rev.overlay is None else rev.overlay.to_dict()
+        text = None if doc is None else json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        cursor = conn.execute(
+            "INSERT INTO revisions (name, revision, action, document, author, created_at, "
+            "message, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (rev.name, rev.revision, rev.action, text, rev.author,
+             rev.created_at.astimezone(UTC).isoformat(), rev.message, rev.changes),
+        )
+        conn.execute(
+            "INSERT INTO overlays (name, revision, seq, deleted) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET revision = excluded.revision, "
+            "seq = excluded.seq, deleted = excluded.deleted",
+            (rev.name, rev.revision, cursor.lastrowid, int(doc is None)),
+        )
+
+    def import_revision(self, revision: Revision) -> bool:
+        """Write ``revision`` as it is (number, author, time, message, changes) after the last
+        revision of its overlay; False when the store holds this exact revision already.
+        ConflictError for a gap or a different revision under that number (nothing written);
+        see :func:`~overlay_sdk.store.base.import_check`."""
+        revision = to_import(revision)
+        if revision.overlay is not None and revision.overlay.metadata.namespace is not None:
+            raise ValidationError.at(
+                "revision.overlay.metadata.namespace", "the embedded store has no namespaces; "
+                "copy the overlay without metadata.namespace"
             )
-            seq = cursor.lastrowid
-            conn.execute(
-                "INSERT INTO overlays (name, revision, seq, deleted) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET revision = excluded.revision, "
-                "seq = excluded.seq, deleted = excluded.deleted",
-                (name, number, seq, int(doc is None)),
-            )
-        return Revision(name, number, action, overlay, who, created_at, message, changes)
+        name = _check_name(revision.name)
+        with self._write(f"import of revision {revision.revision} of overlay {name!r}") as conn:
+            pointer = self._pointer(conn, name)
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM revisions WHERE name = ? AND "
+                                "revision = ?", (name, revision.revision)).fetchall()
+            existing = self._revision(rows[0]) if rows else None
+            if not import_check(revision, latest=pointer[0] if pointer else 0,
+                                live=pointer is not None and not pointer[2],
+                                existing=existing):
+                return False
+            self._insert(conn, revision)
+        return True
 
     @staticmethod
     def _conflict(name: str, expected: int, current: int, latest: int) -> ConflictError:

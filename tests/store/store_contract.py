@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -337,3 +338,66 @@ class StoreContract:
         assert not t.is_alive()
         assert [e.revision.overlay.metadata.annotations for e in received
                 if e.revision.overlay] == [{"i": str(i)} for i in range(count)]
+
+    # -- copying histories between stores (overlay migrate) ----------------------------------
+
+    def _source_history(self) -> list[Revision]:
+        """A history as another store would hold it: old times, other authors, a tombstone."""
+        t0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+        docs = [make_overlay(weights=(100,)), make_overlay(weights=(90, 10)), None,
+                make_overlay(weights=(50, 50))]
+        out = []
+        for i, overlay in enumerate(docs, start=1):
+            out.append(Revision(
+                name=NAME, revision=i, action="apply" if overlay else "delete",
+                overlay=overlay, author=f"author-{i}", created_at=t0 + timedelta(days=i),
+                message=f"message {i}", changes=f"changes {i}",
+            ))
+        return out
+
+    def test_import_revision_copies_history_verbatim_and_is_idempotent(
+        self, store: Store
+    ) -> None:
+        source = self._source_history()
+        assert [store.import_revision(r) for r in source] == [True] * 4
+        assert store.history(NAME) == source
+        assert store.get(NAME) == source[-1]
+        assert [store.import_revision(r) for r in source] == [False] * 4  # a repeated copy
+        assert store.history(NAME) == source
+        nxt = store.apply(make_overlay(weights=(40, 60)), expected_revision=4)
+        assert nxt.revision == 5  # numbering continues after the copy
+
+    def test_import_revision_replays_through_watch(self, store: Store) -> None:
+        source = self._source_history()
+        for r in source:
+            store.import_revision(r)
+        seen = [e.revision for e in store.watch(since=0, timeout=0.5)]
+        assert seen == source
+
+    def test_import_revision_refuses_gaps_and_rewrites(self, store: Store) -> None:
+        first, second, tomb, _ = self._source_history()
+        with pytest.raises(ConflictError, match="its last revision is none"):
+            store.import_revision(second)
+        with pytest.raises(NotFoundError):
+            store.history(NAME)  # nothing written
+        store.import_revision(first)
+        with pytest.raises(ConflictError, match="already has a different revision 1"):
+            store.import_revision(replace(first, message="another story"))
+        with pytest.raises(ConflictError, match="cannot take revision 3"):
+            store.import_revision(tomb)
+        store.import_revision(second)
+        store.import_revision(tomb)
+        with pytest.raises(ConflictError, match="not live"):
+            store.import_revision(replace(tomb, revision=4))
+        assert [r.revision for r in store.history(NAME)] == [1, 2, 3]
+
+    def test_import_revision_checks_its_input(self, store: Store) -> None:
+        first = self._source_history()[0]
+        with pytest.raises(ValidationError, match="revision"):
+            store.import_revision({"name": NAME})  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="created_at"):
+            store.import_revision(replace(first, created_at=datetime(2025, 1, 1)))
+        with pytest.raises(ValidationError, match=r"revision\.overlay"):
+            store.import_revision(replace(first, action="delete"))
+        with pytest.raises(NotFoundError):
+            store.history(NAME)

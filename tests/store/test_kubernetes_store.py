@@ -11,10 +11,12 @@ on every write, and ``k8s://`` addresses.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from overlay_sdk.spec import parse_overlay
 from overlay_sdk.store import kubernetes as kstore
 from overlay_sdk.store.base import WatchEvent
 from overlay_sdk.store.kubernetes import (
+    EDIT_MESSAGE,
     EXTERNAL_AUTHOR,
     EXTERNAL_MESSAGE,
     OVERLAY_LABEL,
@@ -449,6 +452,69 @@ def test_kubectl_delete_is_recorded_as_a_tombstone(
     assert [(r.revision, r.action, r.author) for r in history][:2] == [
         (1, "apply", history[0].author), (2, "delete", EXTERNAL_AUTHOR)]
     assert history[1].message == EXTERNAL_MESSAGE and history[1].changes == "deleted"
+
+
+def test_a_spec_edited_with_kubectl_is_the_next_revision(
+    store: KubernetesStore, cluster: ClusterThread, kubectl: k8s.CustomObjectsApi
+) -> None:
+    """kubectl edit or a GitOps sync changes the CR's spec beside the store: reads show it as
+    revision 2 (by ``kubernetes``); a write based on revision 1 is a conflict, not a silent
+    undo; the edit is recorded in the history before the next revision."""
+    store.apply(make_overlay(), author="ana")
+    edited = make_doc(weights=(90, 10))["spec"]
+    kubectl.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME, {"spec": edited})
+    current = store.get(NAME)
+    assert (current.revision, current.author, current.message) == (2, EXTERNAL_AUTHOR,
+                                                                    EDIT_MESSAGE)
+    assert current.overlay is not None
+    assert [r.weight for r in current.overlay.spec.routes] == [90, 10]
+    assert "copilot:4" in current.changes
+    assert [r.revision for r in store.history(NAME)] == [1, 2]
+    # when: the edit's managedFields time; kmock keeps no managedFields, so "now" here
+    same = dataclasses.replace(store.revision(NAME, 2), created_at=current.created_at)
+    assert same == current
+    assert [r.revision for r in store.list()] == [2]
+    assert sorted(crevs(cluster)) == [f"{NAME}.r1"]  # reads never write
+    with pytest.raises(ConflictError) as info:
+        store.apply(make_overlay(weights=(80, 20)), expected_revision=1)
+    assert (info.value.expected, info.value.current) == (1, 2)
+    obj = cr(cluster)
+    assert obj is not None and obj["metadata"]["annotations"][REVISION_ANNOTATION] == "2"
+    assert obj["spec"]["routes"][0]["weight"] == 90  # the edit is kept, and recorded
+    recorded = crevs(cluster)[f"{NAME}.r2"]["data"]
+    assert (recorded["author"], recorded["revision"]) == (EXTERNAL_AUTHOR, 2)
+    assert store.get(NAME).revision == 2 and store.get(NAME).author == EXTERNAL_AUTHOR
+    rev = store.apply(make_overlay(weights=(80, 20)), expected_revision=2)
+    assert rev.revision == 3 and rev.changes.startswith("routes copilot:3 90->80")
+
+
+def test_an_edit_is_dated_by_the_managed_fields_of_whoever_wrote_the_spec() -> None:
+    obj = {"metadata": {"managedFields": [
+        {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-02T03:04:05Z",
+         "fieldsV1": {"f:spec": {"f:routes": {}}}},
+        {"manager": "argocd-controller", "operation": "Apply", "time": "2026-01-01T00:00:00Z",
+         "fieldsV1": {"f:spec": {}}},
+        {"manager": "overlay-sdk", "time": "2026-03-01T00:00:00Z", "fieldsV1": {"f:spec": {}}},
+        {"manager": "overlay-operator", "time": "2026-04-01T00:00:00Z",
+         "fieldsV1": {"f:status": {}}},
+    ]}}
+    assert kstore._edited_at(obj) == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_spec_edits_that_change_nothing_or_are_invalid_are_no_revision(
+    store: KubernetesStore, cluster: ClusterThread, kubectl: k8s.CustomObjectsApi
+) -> None:
+    first = store.apply(make_overlay())
+    spec = copy.deepcopy(make_doc()["spec"])
+    spec["mode"] = "passthrough"  # the default, spelled out (as API server defaulting does)
+    kubectl.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME, {"spec": spec})
+    assert store.get(NAME) == first
+    spec["routes"][0]["weight"] = 60  # weights no longer sum to 100: the SDK refuses it
+    kubectl.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME, {"spec": spec})
+    assert store.get(NAME) == first
+    assert store.apply(make_overlay(weights=(50, 50)), expected_revision=1).revision == 2
+    obj = cr(cluster)
+    assert obj is not None and [r["weight"] for r in obj["spec"]["routes"]] == [50, 50]
 
 
 def test_a_stale_read_of_an_absent_cr_records_no_deletion(
