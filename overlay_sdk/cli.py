@@ -12,29 +12,30 @@ Installed as the ``overlay`` console script; also ``python -m overlay_sdk.cli``.
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from overlay_sdk.cli_analytics import alerts, cost, drift, prices
+from overlay_sdk.cli_cluster import diff, migrate, render
 from overlay_sdk.cli_gateway import gateway, metrics, status
 from overlay_sdk.cli_models import models
 from overlay_sdk.cli_operator import operator
 from overlay_sdk.cli_support import (
     EPILOG,
     EXIT_CODES,
+    FILENAME,
     OUTPUT,
     TABLE_OR_JSON,
     emit,
     handles_errors,
     plane,
+    read_overlays,
     table,
     to_json,
 )
-from overlay_sdk.errors import NotFoundError, ValidationError
+from overlay_sdk.errors import NotFoundError
 from overlay_sdk.registry_backend import safe_uri
 
 if TYPE_CHECKING:
@@ -47,9 +48,10 @@ __all__ = ["EXIT_CODES", "cli", "main"]
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="OVERLAY_HOME",
+    "--home", envvar="OVERLAY_HOME", callback=lambda _c, _p, v: _home(v),
     help="Overlay home folder (default: $OVERLAY_HOME, else the nearest .overlay/ at or above "
-    "the current directory, else ./.overlay/).",
+    "the current directory, else ./.overlay/), or k8s://CONTEXT/NAMESPACE for the overlays "
+    "of a cluster namespace (with --registry-uri; k8s:///NAMESPACE: the current context).",
 )
 @click.option(
     "--registry-uri", envvar="OVERLAY_REGISTRY_URI",
@@ -60,13 +62,20 @@ __all__ = ["EXIT_CODES", "cli", "main"]
 )
 @click.version_option(package_name="overlay-sdk", prog_name="overlay")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, registry_uri: str | None,
+def cli(ctx: click.Context, home: str | Path | None, registry_uri: str | None,
         author: str | None) -> None:
     """Add AI to legacy web applications as overlays: register models, route traffic.
 
     The same control plane as `import overlay_sdk as ov; ov.connect()` in a notebook.
     """
     ctx.obj = {"home": home, "registry_uri": registry_uri, "author": author}
+
+
+def _home(value: str | None) -> str | Path | None:
+    """--home as connect() takes it: a cluster address as it is, else a folder path."""
+    if value is None or "://" in value:
+        return value
+    return Path(value)
 
 
 @cli.command()
@@ -76,28 +85,13 @@ def init(ctx: click.Context) -> None:
     """Create (or open) the overlay home and say what is in it."""
     with plane(ctx) as cp:
         click.echo(f"overlay home: {cp.home}")
-        click.echo(f"  overlay store: {cp.home / 'overlays.db'} ({len(cp.overlays)} overlays)")
+        click.echo(f"  overlay store: {cp.address} ({len(cp.overlays)} overlays)")
         click.echo(f"  model registry: {safe_uri(cp.models.tracking_uri)} "
                    f"({len(cp.models.list())} models)")
 
 
-def _documents(path: str) -> list[Any]:
-    from overlay_sdk.spec import load_yaml
-
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise ValidationError.at("-f", f"cannot read {path}: {reason}") from None
-    docs: list[Any] = load_yaml(text, many=True, where=f"-f {path}")
-    if not docs:
-        raise ValidationError.at("-f", f"{path} holds no document; give an AIOverlay in YAML")
-    return docs
-
-
 @cli.command()
-@click.option("-f", "--filename", "path", required=True,
-              help="YAML file with one or more AIOverlay documents ('-' for standard input).")
+@FILENAME
 @click.option("-m", "--message", default="", help="Why: recorded with the revision.")
 @click.pass_context
 @handles_errors
@@ -106,76 +100,11 @@ def apply(ctx: click.Context, path: str, message: str) -> None:
 
     Every document is validated before any is written.
     """
-    from overlay_sdk.spec import parse_overlay
-
-    overlays = []
-    for i, doc in enumerate(_documents(path)):
-        try:
-            overlays.append(parse_overlay(doc))
-        except ValidationError as err:
-            where = f"document {i + 1} of {path}" if path != "-" else f"document {i + 1}"
-            raise ValidationError(err.errors, subject=where) from None
+    overlays = read_overlays(path)
     with plane(ctx) as cp:
-        for overlay in overlays:
+        for _, overlay in overlays:
             o = cp.overlays.apply(overlay, message=message)
             click.echo(f"aioverlay/{o.name} applied (revision {o.revision}): {o.info.changes}")
-
-
-@cli.command()
-@click.option("-f", "--filename", "path", required=True,
-              help="YAML file with one or more AIOverlay documents ('-' for standard input).")
-@click.option("-n", "--namespace", default="default", show_default=True,
-              help="Namespace of overlays whose metadata names none.")
-@click.option("--resolve", is_flag=True,
-              help="Read each version from the model registry (--registry-uri): provider "
-              "versions get no model server, images run their image, aliases are resolved. "
-              "Without it every version is served by the MLflow model server.")
-@click.option("--tracking-uri", default=None,
-              help="MLflow tracking server the model servers and the gateway read "
-              "(default: the in-cluster address in overlay_sdk.k8s.manifests.RenderSettings).")
-@click.pass_context
-@handles_errors
-def render(ctx: click.Context, path: str, namespace: str, resolve: bool,
-           tracking_uri: str | None) -> None:
-    """Print the Kubernetes manifests of AIOverlay YAML (GitOps: commit or pipe them to
-    `kubectl apply -f -`), as the operator would apply them: a Deployment and Service per
-    self-hosted version, a DestinationRule and a VirtualService carrying the route plan,
-    and the gateway. Nothing is written.
-    """
-    from overlay_sdk.k8s.render import RenderSettings, render_yaml
-    from overlay_sdk.spec import parse_overlay
-
-    settings = RenderSettings(namespace=namespace)
-    if tracking_uri:
-        settings = dataclasses.replace(settings, tracking_uri=tracking_uri)
-    texts = []
-    for i, doc in enumerate(_documents(path)):
-        where = f"document {i + 1} of {path}" if path != "-" else f"document {i + 1}"
-        try:
-            overlay = parse_overlay(doc)
-        except ValidationError as err:
-            raise ValidationError(err.errors, subject=where) from None
-        versions = None
-        if resolve:
-            with plane(ctx) as cp:
-                overlay, versions = _resolved(overlay, cp.models, where)
-        texts.append(render_yaml(overlay, versions, settings=settings))
-    click.echo("".join(texts), nl=False)
-
-
-def _resolved(overlay: Any, registry: Any, where: str) -> tuple[Any, Any]:
-    """``overlay`` with its aliases resolved and each version's target, from ``registry``
-    (as the operator reads them)."""
-    from overlay_sdk.errors import BackendError
-    from overlay_sdk.k8s.operator import RegistryResolver
-    from overlay_sdk.k8s.reconcile import Failure, resolve_versions
-
-    try:
-        return resolve_versions(overlay, RegistryResolver(registry))
-    except Failure as failure:
-        if failure.reason == "RegistryUnavailable":
-            raise BackendError(f"{where}: {failure.message}") from None
-        raise ValidationError.at("-f", f"{where}: {failure.message}") from None
 
 
 @cli.command()
@@ -264,6 +193,8 @@ cli.add_command(gateway)
 cli.add_command(status)
 cli.add_command(metrics)
 cli.add_command(operator)
+for command in (render, diff, migrate):
+    cli.add_command(command)
 for command in (drift, cost, alerts, prices):
     cli.add_command(command)
 

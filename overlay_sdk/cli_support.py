@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from overlay_sdk.client import ControlPlane
+    from overlay_sdk.spec import AIOverlay
 
 __all__ = [
     "EPILOG",
@@ -38,6 +40,7 @@ __all__ = [
     "fail",
     "handles_errors",
     "plane",
+    "read_overlays",
     "table",
     "to_json",
 ]
@@ -125,3 +128,33 @@ OUTPUT = click.option(
     "-o", "--output", type=click.Choice(["table", "yaml", "json"]), default="table",
     show_default=True, help="Output format.",
 )
+
+
+FILENAME = click.option(
+    "-f", "--filename", "path", required=True,
+    help="YAML file with one or more AIOverlay documents ('-' for standard input).",
+)
+
+
+def read_overlays(path: str) -> list[tuple[str, AIOverlay]]:
+    """The AIOverlay documents of file ``path`` ('-': standard input), each validated, with
+    where it came from ("document 2 of overlays.yaml"); a ValidationError names the first
+    document and field at fault, before anything is done with the others."""
+    from overlay_sdk.spec import load_yaml, parse_overlay
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise ValidationError.at("-f", f"cannot read {path}: {reason}") from None
+    docs: list[Any] = load_yaml(text, many=True, where=f"-f {path}")
+    if not docs:
+        raise ValidationError.at("-f", f"{path} holds no document; give an AIOverlay in YAML")
+    out = []
+    for i, doc in enumerate(docs):
+        where = f"document {i + 1} of {path}" if path != "-" else f"document {i + 1}"
+        try:
+            out.append((where, parse_overlay(doc)))
+        except ValidationError as err:
+            raise ValidationError(err.errors, subject=where) from None
+    return out

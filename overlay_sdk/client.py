@@ -13,8 +13,9 @@ Called by notebooks, and later by the CLI, widgets and the Jupyter server extens
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from overlay_sdk.topology import DEFAULT_SINCE, Topology, topology
 
 if TYPE_CHECKING:
     from overlay_sdk.gateway import GatewayHandle
+    from overlay_sdk.migrate import MigrationReport
 
 __all__ = ["ControlPlane", "Overlay", "Overlays", "connect"]
 
@@ -215,6 +217,69 @@ class ControlPlane:
                                endpoints=dict(endpoints or {}), **options)
         return start_gateway(LocalStore(self.store.path), self.models, self.home, config)
 
+    @property
+    def address(self) -> str:
+        """Where this control plane's overlays are: its store's file or cluster address."""
+        url = getattr(self.store, "url", None)
+        return str(url) if url else str(getattr(self.store, "path", self.home))
+
+    def migrate(
+        self, to: str | os.PathLike[str] | ControlPlane, *, target_registry: str | None = None,
+        names: Any = None, check_models: bool | None = None, dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> MigrationReport:
+        """Copy overlays (``names``, default all, deleted ones too) with their whole history
+        to another control plane: ``to`` is ``k8s://CONTEXT/NAMESPACE``, an overlay home
+        folder, or a ControlPlane. Idempotent: a second run copies nothing; an overlay whose
+        history differs in the target is reported, never rewritten (``report.failed``).
+
+        Models are not copied. ``target_registry`` (the MLflow tracking server the target
+        uses) turns on ``check_models``: every version the live overlays use must be there
+        with the same SHA-256, else nothing is copied; without it ``report.notes`` says how
+        to move the registry. ``dry_run``: write nothing, report what would be copied."""
+        from overlay_sdk.migrate import check_registry, migrate, registry_steps
+
+        with contextlib.ExitStack() as stack:
+            target = to if isinstance(to, ControlPlane) else None
+            store: Store
+            if target is None and target_registry is None:  # the overlays only
+                if _is_cluster(to):
+                    from overlay_sdk.store.kubernetes import KubernetesStore
+
+                    store = stack.enter_context(KubernetesStore.from_url(str(to)))
+                else:
+                    assert not isinstance(to, ControlPlane)
+                    store = stack.enter_context(LocalStore.in_home(to))
+                where = getattr(store, "url", None) or str(getattr(store, "path", to))
+            else:
+                if target is None:
+                    assert not isinstance(to, ControlPlane)
+                    target = stack.enter_context(connect(to, registry_uri=target_registry))
+                store, where = target.store, target.address
+            if where == self.address:
+                raise ValidationError.at("to", f"{where} is this control plane itself; give "
+                                         "another cluster namespace or overlay home")
+            models = None if target is None else target.models
+            check = (models is not None and models.tracking_uri != self.models.tracking_uri
+                     if check_models is None else check_models)
+            if check and models is None:
+                raise ValidationError.at("target_registry", "give the target's MLflow tracking "
+                                         "URI to check the models against")
+            steps = registry_steps(self.models.tracking_uri, target_registry,
+                                   cluster=_is_cluster(to) or _is_cluster(where))
+            if check and models is not None:
+                missing = check_registry(self.store, self.models, models)
+                if missing:
+                    lines = "\n  ".join(str(m) for m in missing)
+                    raise ValidationError.at(
+                        "target_registry", f"{len(missing)} model version(s) the overlays "
+                        f"use are not in the target registry as they are here; nothing was "
+                        f"copied:\n  {lines}\n{steps}")
+            report = migrate(self.store, store, names=names, dry_run=dry_run,
+                             progress=progress, source_name=self.address, target_name=where)
+        note = "" if check else steps
+        return dataclasses.replace(report, notes=note)
+
     def _naming(self, move: AliasMove) -> Iterator[tuple[Revision, AIOverlay]]:
         """Current revisions (with their overlay) whose routes or shadow name the alias."""
         for rev in self.store.list():
@@ -346,3 +411,7 @@ class ControlPlane:
 def _names_alias(spec: AIOverlaySpec, model: str, alias: str) -> bool:
     entries = [*spec.routes, *([spec.shadow] if spec.shadow is not None else [])]
     return any(e.model == model and e.alias == alias for e in entries)
+
+
+def _is_cluster(address: object) -> bool:
+    return isinstance(address, str) and address.lower().startswith("k8s://")

@@ -107,6 +107,10 @@ class Store(Protocol):
         """Record a deletion (tombstone revision); NotFoundError if absent or already deleted."""
         ...
 
+    def names(self) -> builtins.list[str]:
+        """Every overlay with a history, deleted ones included, sorted."""
+        ...
+
     def history(self, name: str) -> builtins.list[Revision]:
         """Every revision of ``name``, oldest first, tombstones included; NotFoundError if none."""
         ...

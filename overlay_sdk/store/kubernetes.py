@@ -665,6 +665,17 @@ class KubernetesStore:
         revisions = [self._cr(obj).live for obj in result.get("items") or []]
         return sorted((r for r in revisions if r is not None), key=lambda r: r.name)
 
+    def names(self) -> builtins.list[str]:
+        """Every overlay with a history, deleted ones included, sorted: the overlays of the
+        ControllerRevisions and of the AIOverlays written by overlay-sdk."""
+        result = self._call("list of overlays", self._api.list_namespaced_custom_object,
+                            *self._cr_args())
+        records = (self._cr(obj).record for obj in result.get("items") or [])
+        found = {r.name for r in records if r is not None}
+        items, _ = self._list_crevs(OVERLAY_LABEL)
+        found |= {str(_meta(i)["labels"][OVERLAY_LABEL]) for i in items}
+        return sorted(found)
+
     def history(self, name: str) -> builtins.list[Revision]:
         """Every revision of ``name``, oldest first, tombstones included."""
         if not _check_name(name):

@@ -291,6 +291,10 @@ class LocalStore:
         """Current revisions of all live overlays, sorted by name."""
         return [self._revision(row) for row in self._current(None)]
 
+    def names(self) -> builtins.list[str]:
+        """Every overlay with a history, deleted ones included, sorted."""
+        return [str(row[0]) for row in self._rows("SELECT name FROM overlays ORDER BY name", ())]
+
     def history(self, name: str) -> builtins.list[Revision]:
         """Every revision of ``name``, oldest first, tombstones included."""
         rows = self._select("WHERE name = ? ORDER BY revision", (_check_name(name),))

@@ -229,6 +229,13 @@ class StoreContract:
         assert store.get(NAME) == rev
         assert created_revision(history) == 3
 
+    def test_names_lists_every_overlay_with_a_history(self, store: Store) -> None:
+        assert store.names() == []
+        for name in ["zeta", "alpha", "gone"]:
+            store.apply(make_overlay(name))
+        store.delete("gone")
+        assert store.names() == ["alpha", "gone", "zeta"]
+
     def test_history_is_oldest_first(self, store: Store) -> None:
         for w in [(100,), (90, 10), (80, 20), (70, 30)]:
             store.apply(make_overlay(weights=w))
