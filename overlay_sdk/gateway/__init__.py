@@ -2,7 +2,9 @@
 
 ``cp.start_gateway()`` runs one in a background thread of the notebook kernel and
 returns a :class:`GatewayHandle`; ``overlay gateway --port PORT`` runs one in the
-foreground (:func:`serve`). See :mod:`overlay_sdk.gateway.server` for what it does.
+foreground (:func:`serve`). See :mod:`overlay_sdk.gateway.server` for what it does, and
+:mod:`overlay_sdk.gateway.mesh` for the gateway a cluster's operator deploys (one overlay,
+from the Kubernetes store, behind Istio).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -23,9 +26,11 @@ from overlay_sdk.alerts import Alert
 from overlay_sdk.errors import BackendError, ValidationError
 from overlay_sdk.gateway.server import Gateway, GatewayConfig
 from overlay_sdk.registry import ModelRegistry
+from overlay_sdk.spec import DNS_LABEL
 from overlay_sdk.store import Store
 
-__all__ = ["Gateway", "GatewayConfig", "GatewayHandle", "new_loop", "serve", "start_gateway"]
+__all__ = ["Gateway", "GatewayConfig", "GatewayHandle", "check_config", "new_loop", "serve",
+           "start_gateway"]
 
 T = TypeVar("T")
 _log = logging.getLogger("overlay_sdk.gateway")
@@ -62,6 +67,42 @@ def check_config(config: GatewayConfig) -> None:
         if ":" not in key or not str(url).startswith(("http://", "https://")):
             raise ValidationError.at(f"endpoints[{key!r}]", "map model:version to an http(s) "
                                      "URL, e.g. {'scorer:1': 'http://127.0.0.1:9000'}")
+    _check_cluster(config)
+
+
+def _check_cluster(config: GatewayConfig) -> None:
+    """The settings of a cluster's gateway (overlay, shadow, models_url, models_port)."""
+    name = config.overlay
+    if name is not None and (not isinstance(name, str) or len(name) > 63
+                             or not re.match(DNS_LABEL, name)):
+        raise ValidationError.at("overlay", f"give the name of the overlay to serve (a DNS "
+                                 f"label such as 'sales-copilot'), or None for all; got {name!r}")
+    if config.shadow not in ("gateway", "mesh"):
+        raise ValidationError.at("shadow", f"give 'gateway' (the gateway forks shadow copies) "
+                                 f"or 'mesh' (Istio mirrors them), got {config.shadow!r}")
+    url = config.models_url
+    if url is not None and (not isinstance(url, str)
+                            or not url.startswith(("http://", "https://"))
+                            or len(url.split("://", 1)[1].strip("/")) == 0):
+        raise ValidationError.at("models_url", f"give the overlay's models Service as an "
+                                 f"http(s) URL, e.g. http://sales-copilot-models.team-a.svc."
+                                 f"cluster.local:8080; got {url!r}")
+    if config.mesh and url is None:
+        raise ValidationError.at("models_url", "shadow='mesh' calls self-hosted versions "
+                                 "through the mesh: give the overlay's models Service URL "
+                                 "(CLI: --models-url URL, or $OVERLAY_MODELS_URL)")
+    if not config.mesh and url is not None:
+        raise ValidationError.at("models_url", "is used only with shadow='mesh' (self-hosted "
+                                 "versions behind Istio); leave it out, or set shadow='mesh' "
+                                 "(CLI: --shadow mesh, or OVERLAY_SHADOW=mesh)")
+    port = config.models_port
+    if port is not None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValidationError.at("models_port", f"give a TCP port 1-65535 (0: any free "
+                                     f"port), or None for no models listener; got {port!r}")
+        if port != 0 and port == config.port:
+            raise ValidationError.at("models_port", f"is the gateway's own port ({port}); "
+                                     "give the models listener a port of its own")
 
 
 def _bind_error(err: OSError, config: GatewayConfig) -> BackendError:

@@ -8,9 +8,14 @@
   MLflow's scoring protocol (``POST /invocations`` with ``dataframe_split``, answer
   ``{"predictions": ...}``), which MLflow model servers and most model containers speak.
 
-Provider versions (OpenAI, Anthropic...) get their backends with the provider
-integrations; until then a route to one is reported ``unsupported`` and its calls get a
-degraded answer.
+- :class:`ChatBackend`: a provider version (OpenAI, Anthropic...) behind its API.
+
+In mesh mode (``overlay gateway --shadow mesh``, a cluster), self-hosted versions (MLflow
+models and container images) are not loaded here: an :class:`HttpBackend` calls them at
+the overlay's models Service (``mesh_url``) with ``x-overlay-version: MODEL:VERSION``,
+which Istio routes to the version's subset (see :mod:`overlay_sdk.k8s.render`). An
+endpoint given explicitly (``--endpoint``) still wins. Provider versions are called
+directly in either mode.
 
 A backend is loaded and health-checked before any traffic reaches it: the pyfunc check
 predicts the first row of the version's registered reference data when it has one; the
@@ -23,7 +28,7 @@ import asyncio
 import concurrent.futures
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +49,7 @@ from overlay_sdk.adapters.chat_stream import STREAMERS, Piece, SSEDecoder, Strea
 from overlay_sdk.errors import BackendError, PayloadError
 from overlay_sdk.gateway.payload import Column, frame_of, jsonable, sample_of
 from overlay_sdk.gateway.tracing import trace_headers
+from overlay_sdk.k8s.render import VERSION_HEADER
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.registry_images import ImageConfig
 from overlay_sdk.registry_providers import ProviderConfig, looks_like_secret
@@ -53,8 +59,11 @@ CALL_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)  # a bound for a
 # a stream may last (a long answer): bounded by the wait between reads, not in total
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=120)
 
-__all__ = ["Backend", "CallerError", "ChatBackend", "ConfigError", "HttpBackend", "Prediction",
-           "PyfuncBackend", "UnsupportedBackend", "backend_for", "describe"]
+__all__ = ["MLFLOW_HEALTH_PATH", "VERSION_HEADER", "Backend", "CallerError", "ChatBackend",
+           "ConfigError", "HttpBackend", "Prediction", "PyfuncBackend", "UnsupportedBackend",
+           "backend_for", "describe"]
+
+MLFLOW_HEALTH_PATH = "/ping"  # what ``mlflow models serve`` answers health checks on
 
 
 class Backend(Protocol):
@@ -171,30 +180,45 @@ class PyfuncBackend(_Tabular):
 
 
 class HttpBackend(_Tabular):
-    """A model served over HTTP with MLflow's scoring protocol."""
+    """A model served over HTTP with MLflow's scoring protocol.
+
+    ``health_path``: what answers its health check (None: a TCP connection). ``mesh``: it
+    is reached through the service mesh at the overlay's models Service, every request
+    carrying ``x-overlay-version: <key>`` (Istio routes on it); a 400, 413 or 422 answer
+    (an MLflow server refusing the input against its signature, which the gateway cannot
+    check without loading the model) is then the caller's fault, not the model's.
+    """
 
     cancellable = True
     remote = True
 
-    def __init__(self, key: str, endpoint: str, config: ImageConfig,
-                 session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, key: str, endpoint: str, health_path: str | None,
+                 session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop, *,
+                 mesh: bool = False) -> None:
         self.key = key
         self.columns: list[Column] | None = None
         self.endpoint = endpoint.rstrip("/")
+        self.mesh = mesh
         url = URL(self.endpoint)
         self.trace_attributes = {"server.address": url.host or "", "server.port": url.port or 0}
-        self._config = config
+        self.health_path = health_path
+        self._headers: dict[str, str] = {VERSION_HEADER: key} if mesh else {}
         self._session = session
         self._loop = loop
 
+    @property
+    def where(self) -> str:
+        return (f"{self.endpoint} ({VERSION_HEADER}: {self.key})" if self.mesh
+                else self.endpoint)
+
     async def _health(self) -> None:
-        path = self._config.health_path
+        path = self.health_path
         if path is None:
             url = URL(self.endpoint)
             _, writer = await asyncio.open_connection(url.host, url.port)
             writer.close()
             return
-        async with self._session.get(self.endpoint + path,
+        async with self._session.get(self.endpoint + path, headers=self._headers,
                                      timeout=aiohttp.ClientTimeout(total=5)) as resp:
             if resp.status >= 400:
                 raise BackendError(f"{self.key} health check {self.endpoint}{path} answered "
@@ -204,19 +228,24 @@ class HttpBackend(_Tabular):
         try:
             asyncio.run_coroutine_threadsafe(self._health(), self._loop).result(timeout=10)
         except (OSError, aiohttp.ClientError, TimeoutError, concurrent.futures.TimeoutError) as err:
-            raise BackendError(f"{self.key} at {self.endpoint} is not reachable: "
-                               f"{err or type(err).__name__}; start its server or fix the "
-                               "endpoint given to the gateway") from None
+            fix = ("check that its model server is ready and that the overlay's models "
+                   "Service and VirtualService exist (--models-url, OVERLAY_MODELS_URL)"
+                   if self.mesh else "start its server or fix the endpoint given to the "
+                   "gateway")
+            raise BackendError(f"{self.key} at {self.where} is not reachable: "
+                               f"{err or type(err).__name__}; {fix}") from None
 
     async def predict(self, frame: pd.DataFrame) -> Any:
         body = {"dataframe_split": {"columns": [str(c) for c in frame.columns],
                                     "data": jsonable(frame.to_numpy().tolist())}}
         async with self._session.post(self.endpoint + "/invocations", json=body,
-                                      headers=trace_headers({}),
+                                      headers=trace_headers(self._headers),
                                       timeout=CALL_TIMEOUT) as resp:
             if resp.status >= 400:
                 text = (await resp.text())[:300]
-                raise BackendError(f"{self.key} answered {resp.status}: {text}")
+                error = CallerError if self.mesh and resp.status in CALLER_STATUS else (
+                    BackendError)
+                raise error(f"{self.key} answered {resp.status}: {text}")
             answer = await resp.json(content_type=None)
         return answer.get("predictions", answer) if isinstance(answer, dict) else answer
 
@@ -441,12 +470,14 @@ class ChatBackend:
 
 
 def backend_for(
-    key: str, registry: ModelRegistry, *, endpoints: dict[str, str],
+    key: str, registry: ModelRegistry, *, endpoints: Mapping[str, str],
     executor: concurrent.futures.Executor, session: aiohttp.ClientSession,
-    loop: asyncio.AbstractEventLoop,
+    loop: asyncio.AbstractEventLoop, mesh_url: str | None = None,
 ) -> Backend:
     """The backend for version ``key`` (``model:version``), not yet loaded (blocking: reads
-    the registry, so call it on the loader thread)."""
+    the registry, so call it on the loader thread). ``mesh_url``: mesh mode, where
+    self-hosted versions are called at the overlay's models Service (see the module
+    docstring)."""
     name, version = key.split(":", 1)
     mv = registry.get(name, version)
     if mv.flavor == "provider":
@@ -460,14 +491,20 @@ def backend_for(
         base = endpoints.get(key) or provider.params.get("base_url") or dialect.base_url
         return ChatBackend(key, provider, dialect, STREAMERS[provider.provider], str(base),
                            session)
+    endpoint = endpoints.get(key)
     if mv.flavor == "image":
-        endpoint = endpoints.get(key)
-        if endpoint is None:
-            return UnsupportedBackend(
-                key, f"{key} is a container image ({mv.source}) and the gateway has no "
-                f"endpoint for it; run the container and start the gateway with "
-                f"endpoints={{{key!r}: 'http://HOST:PORT'}} (CLI: --endpoint {key}=URL)")
         config = registry.config(name, version)
         assert isinstance(config, ImageConfig)
-        return HttpBackend(key, endpoint, config, session, loop)
+        if endpoint is not None:
+            return HttpBackend(key, endpoint, config.health_path, session, loop)
+        if mesh_url is not None:
+            return HttpBackend(key, mesh_url, config.health_path, session, loop, mesh=True)
+        return UnsupportedBackend(
+            key, f"{key} is a container image ({mv.source}) and the gateway has no "
+            f"endpoint for it; run the container and start the gateway with "
+            f"endpoints={{{key!r}: 'http://HOST:PORT'}} (CLI: --endpoint {key}=URL)")
+    if mesh_url is not None:  # an MLflow model, served by ``mlflow models serve`` in the mesh
+        if endpoint is not None:
+            return HttpBackend(key, endpoint, MLFLOW_HEALTH_PATH, session, loop)
+        return HttpBackend(key, mesh_url, MLFLOW_HEALTH_PATH, session, loop, mesh=True)
     return PyfuncBackend(key, registry, executor)

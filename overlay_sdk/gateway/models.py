@@ -85,9 +85,10 @@ class ModelPool:
         breaker_cooldown: float = 5.0,
         load_timeout: float = 300.0, freeze_gc: bool = False,
         on_state: Callable[[str, str, str | None], None] | None = None,
-        prices: Callable[[], PriceCatalog] | None = None,
+        prices: Callable[[], PriceCatalog] | None = None, mesh_url: str | None = None,
     ) -> None:
         self.registry = registry
+        self.mesh_url = mesh_url  # mesh mode: self-hosted versions are called there
         self.session = session
         self.endpoints = dict(endpoints or {})
         self.threads_per_version = threads_per_version
@@ -125,6 +126,12 @@ class ModelPool:
             return entry.backend.prepare(inputs)
         return inputs  # not loaded (or failed to): the call says why
 
+    def via_mesh(self, key: str) -> bool:
+        """Whether calls to version ``key`` pass through the service mesh (mesh mode, a
+        self-hosted version), where Istio mirrors them to the shadow version."""
+        entry = self._entries.get(key)
+        return entry is not None and bool(getattr(entry.backend, "mesh", False))
+
     def describe(self, key: str) -> tuple[str, bool, dict[str, Any]]:
         """How calls to version ``key`` appear in traces (see :func:`.backends.describe`)."""
         entry = self._entries.get(key)
@@ -151,7 +158,8 @@ class ModelPool:
     def _load_blocking(self, entry: _Entry, loop: asyncio.AbstractEventLoop) -> Backend:
         executor = DaemonExecutor(self.threads_per_version, f"overlay-model-{entry.key}")
         backend = backend_for(entry.key, self.registry, endpoints=self.endpoints,
-                              executor=executor, session=self.session, loop=loop)
+                              executor=executor, session=self.session, loop=loop,
+                              mesh_url=self.mesh_url)
         entry.permanent = isinstance(backend, UnsupportedBackend)
         try:
             backend.load()

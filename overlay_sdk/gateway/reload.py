@@ -14,6 +14,13 @@ order. For each revision the :class:`Reloader`:
 
 A revision whose versions cannot load leaves the previous one serving; it is retried with
 backoff unless retrying cannot help (an unsupported kind, an image without an endpoint).
+
+With ``only`` (``overlay gateway --overlay NAME``, a cluster's gateway of one overlay)
+the revisions of every other overlay in the store are ignored. :meth:`Reloader.readiness`
+says whether the gateway serves what it should (``/readyz``).
+
+The reloader uses only the :class:`~overlay_sdk.store.Store` reads (``get``, ``list``,
+``history``, ``watch``), so any store works: the SQLite one or the Kubernetes one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from overlay_sdk import routing
+from overlay_sdk.errors import NotFoundError
 from overlay_sdk.gateway.dispatch import Active, Directory
 from overlay_sdk.gateway.models import ModelPool
 from overlay_sdk.gateway.status import StatusBook
@@ -59,16 +67,20 @@ class Reloader:
     ``on_first_serving`` is called when an overlay first serves here; ``on_release`` gets
     the versions still in use after a release. ``cache`` keeps derived plans (read on the
     replay thread) and ``save_plan`` writes one off the loop, so a start replays only the
-    revisions after the newest kept plan.
+    revisions after the newest kept plan. ``only``: follow that overlay alone.
     """
 
     def __init__(self, store: Store, pool: ModelPool, *, record: Record,
                  on_first_serving: Callable[[Active], None],
                  on_release: Callable[[set[str]], None],
                  cache: StatusBook | None = None,
-                 save_plan: Callable[[routing.RoutePlan], None] | None = None) -> None:
+                 save_plan: Callable[[routing.RoutePlan], None] | None = None,
+                 only: str | None = None) -> None:
         self.store = store
         self.pool = pool
+        self.only = only
+        self.started = False  # the store's overlays were listed
+        self.initial: dict[str, int] = {}  # the revision of each overlay listed at the start
         self.directory = Directory()
         self.desired: dict[str, int] = {}  # newest revision seen per overlay
         self.serving: dict[str, int] = {}  # revision serving with every version ready
@@ -93,8 +105,10 @@ class Reloader:
         """Apply the store's overlays, then follow it (call on the event loop)."""
         self._loop = asyncio.get_running_loop()
         events = self.store.watch(since=None)  # before list(): nothing falls in between
-        for rev in self.store.list():
+        for rev in self._listed():
+            self.initial[rev.name] = rev.revision
             self.on_revision(rev)
+        self.started = True
         self._watcher = threading.Thread(target=self._follow, args=(events,),
                                          name="overlay-watch", daemon=True)
         self._watcher.start()
@@ -111,6 +125,15 @@ class Reloader:
         """Wait for the watcher thread (after the store was closed)."""
         if self._watcher is not None:
             self._watcher.join(timeout=2)
+
+    def _listed(self) -> list[Revision]:
+        """The current revisions to serve: every live overlay's, or ``only``'s."""
+        if self.only is None:
+            return self.store.list()
+        try:
+            return [self.store.get(self.only)]
+        except NotFoundError:
+            return []  # not created yet (or deleted): its first revision comes by the watch
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -136,6 +159,8 @@ class Reloader:
 
     def on_revision(self, rev: Revision) -> None:
         """Take a revision from the store (in commit order, on the loop)."""
+        if self.only is not None and rev.name != self.only:
+            return  # another overlay's: not served here
         if rev.revision <= self.desired.get(rev.name, 0):
             return  # seen already (the listing and the watch overlap)
         self.desired[rev.name] = rev.revision
@@ -303,6 +328,45 @@ class Reloader:
         keep = self.in_use()
         self.pool.release(keep)
         self._on_release(keep)
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str, dict[str, dict[str, Any]]]:
+        """(ready, why, per overlay its state) for ``/readyz``.
+
+        Ready once every overlay to serve (``only``, else every live overlay) serves,
+        with its versions loaded and healthy, the revision it had when the gateway
+        started, or a later one. A later revision still loading does not make it unready
+        (the one before keeps serving); a deleted ``only`` overlay does (nothing to serve).
+        """
+        if not self.started:
+            return False, "the gateway has not listed the store's overlays yet", {}
+        if self.only is not None:
+            names = [self.only]
+        else:
+            names = sorted(n for n in self.desired if n not in self.deleted)
+        states: dict[str, dict[str, Any]] = {}
+        waiting: list[str] = []
+        for name in names:
+            desired = self.desired.get(name)
+            serving = self.serving.get(name)
+            needed = self.initial.get(name, 1)
+            if desired is None or name in self.deleted:
+                state = "deleted" if name in self.deleted else "absent"
+                said = "deleted" if name in self.deleted else "not in the store yet"
+                waiting.append(f"overlay {name!r} is {said}: nothing to serve (create it "
+                               "with cp.overlays.create or kubectl apply)")
+            elif serving is None or serving < needed:
+                state = "loading"
+                waiting.append(f"overlay {name!r} revision {desired} is not applied yet (its "
+                               "model versions are loading or failed: see /_overlay/status)")
+            else:
+                state = "serving"
+            states[name] = {"state": state, "revision": desired, "serving": serving}
+        if waiting:
+            return False, "; ".join(waiting), states
+        return True, (f"serving {', '.join(names)}" if names else "no overlay to serve yet"), \
+            states
 
     # -- waiting -------------------------------------------------------------------------------
 

@@ -7,9 +7,15 @@ client was ~10x faster than httpx here; see BENCHMARKS.md). What it does per req
 - ``/_overlay/{name}/invoke`` (POST, JSON ``{"inputs": ...}``): routed by the overlay's
   plan to one version, answered with ``x-overlay-model-version``; the shadow version (if
   the plan mirrors this key) gets the same input through the bounded shadow queue;
-- ``/_overlay/status``, ``/_overlay/healthz``, ``/healthz``: the gateway's own;
+- ``/_overlay/status``, ``/_overlay/healthz``, ``/healthz`` (liveness), ``/readyz``
+  (readiness: 503 with the reason until what it serves is loaded, see
+  :meth:`~overlay_sdk.gateway.reload.Reloader.readiness`): the gateway's own;
 - anything else is host traffic, passed through (see :mod:`.proxy`); in shadow mode,
   requests matching ``spec.match`` are also forked to the routed model.
+
+In a cluster (``shadow="mesh"``, see :mod:`.mesh`) self-hosted versions are called through
+the service mesh, Istio mirrors their shadow copies, and a second listener
+(``models_port``) answers what the mesh sends to provider versions.
 
 The store is followed by a :class:`~overlay_sdk.gateway.reload.Reloader`: each new
 revision's versions are loaded and health-checked first, then a new
@@ -31,7 +37,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +47,7 @@ from overlay_sdk.alerts import Alert
 from overlay_sdk.analytics.cost import call_cost
 from overlay_sdk.gateway.dispatch import Active, Directory, HostTarget
 from overlay_sdk.gateway.lanes import Lanes
+from overlay_sdk.gateway.mesh import chat_inputs, mirror_host, overlay_label, scoring_inputs
 from overlay_sdk.gateway.models import ModelPool, Outcome
 from overlay_sdk.gateway.payload import PayloadError
 from overlay_sdk.gateway.prom import CONTENT_TYPE as PROM_CONTENT_TYPE
@@ -49,6 +56,7 @@ from overlay_sdk.gateway.proxy import Captured, proxy_http, proxy_websocket, wan
 from overlay_sdk.gateway.reload import Reloader
 from overlay_sdk.gateway.status import StatusBook
 from overlay_sdk.gateway.tracing import TRACE_HEADERS, Tracing, tracing_from
+from overlay_sdk.k8s.render import VERSION_HEADER
 from overlay_sdk.prices import PRICES_FILE, load_catalog
 from overlay_sdk.registry import ModelRegistry
 from overlay_sdk.spec import AIOverlaySpec
@@ -66,6 +74,7 @@ PURGE_EVERY_S = 3600.0
 MAX_PER_HOST = 512  # outbound connections to one host (or one HTTP model)
 SHUTDOWN_S = 2.0  # open streams get this long to finish when the gateway stops
 INVOKE_ROUTE = "/_overlay/{overlay}/invoke"
+PROBES = frozenset({"/healthz", "/readyz"})  # the gateway's own, beside /_overlay/...
 
 
 @dataclass
@@ -85,6 +94,13 @@ class GatewayConfig:
     (:func:`overlay_sdk.watch.evaluate`). ``tracer_provider``: an OpenTelemetry
     ``TracerProvider`` for the gateway's spans (None: configured by the ``OTEL_*``
     variables, else the process's own; see :mod:`.tracing`).
+
+    A cluster's gateway (see :mod:`.mesh`): ``overlay`` serves that overlay alone (None:
+    every overlay of the store). ``shadow``: ``"gateway"`` (the gateway forks shadow
+    copies and loads every version itself) or ``"mesh"`` (Istio mirrors; self-hosted
+    versions are called at ``models_url``, the overlay's models Service, with
+    ``x-overlay-version``). ``models_port``: where the mesh's calls to provider versions
+    are answered (None: no such listener; 0: any free port).
     """
 
     host: str = "127.0.0.1"
@@ -104,6 +120,15 @@ class GatewayConfig:
     freeze_gc: bool = False
     tracer_provider: Any = None
     alert_interval: float = 60.0
+    overlay: str | None = None
+    shadow: Literal["gateway", "mesh"] = "gateway"
+    models_url: str | None = None
+    models_port: int | None = None
+
+    @property
+    def mesh(self) -> bool:
+        """Whether Istio mirrors shadow copies and serves self-hosted versions."""
+        return self.shadow == "mesh"
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
@@ -129,6 +154,12 @@ def _answer(outcome: Outcome, active: Active, version: str, headers: dict[str, s
         "error": {"code": f"model_{outcome.status}", "message": outcome.error},
         "degraded": outcome.status != "invalid", "version": version,
         "revision": active.revision}, headers)
+
+
+def _scoring_error(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    """An error answer on the models port, shaped as MLflow's scoring server's."""
+    return _json_response(status, {"error_code": code, "message": message, **extra}, headers)
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -176,9 +207,11 @@ class Gateway:
         self.book = StatusBook(self.home)
         self.gateway_id = 0
         self.url = ""
+        self.models_listen_url = ""  # the models port's address (mesh calls), when open
         self.unforked = 0  # matching host requests not forked (streamed, large or not JSON)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.ServerRunner | None = None
+        self._models_runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._model_session: aiohttp.ClientSession | None = None
         self._pool: ModelPool | None = None
@@ -221,7 +254,8 @@ class Gateway:
             breaker_threshold=self.config.breaker_threshold,
             breaker_cooldown=self.config.breaker_cooldown,
             load_timeout=self.config.load_timeout, freeze_gc=self.config.freeze_gc,
-            on_state=self._backend_state, prices=lambda: load_catalog(self.home))
+            on_state=self._backend_state, prices=lambda: load_catalog(self.home),
+            mesh_url=self.config.models_url if self.config.mesh else None)
         self._telemetry = TelemetryWriter(self.telemetry_url)
         self._shadow = Lanes(self._shadow_call, capacity=self.config.shadow_queue,
                              workers=self.config.shadow_workers)
@@ -240,6 +274,16 @@ class Gateway:
             port = sockets[0][1] if sockets else self.config.port
             host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
             self.url = f"http://{host}:{port}"
+            if self.config.models_port is not None:
+                self._models_runner = web.ServerRunner(
+                    web.Server(self._models_route, access_log=None, handler_cancellation=True),
+                    access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
+                await self._models_runner.setup()
+                await web.TCPSite(self._models_runner, self.config.host,
+                                  self.config.models_port, reuse_address=True).start()
+                bound = self._models_runner.addresses
+                models_port = bound[0][1] if bound else self.config.models_port
+                self.models_listen_url = f"http://{host}:{models_port}"
             self.gateway_id = await self._in_books(self.book.started, self.url)
             self._tasks = [asyncio.ensure_future(self._purge_loop()),
                            asyncio.ensure_future(self._alert_loop())]
@@ -247,7 +291,8 @@ class Gateway:
                 self.store, self._pool, record=self._record_revision,
                 on_first_serving=self._first_serving, on_release=self._shadow.keep,
                 cache=self.book,
-                save_plan=lambda plan: self._book_later(self.book.save_plan, plan))
+                save_plan=lambda plan: self._book_later(self.book.save_plan, plan),
+                only=self.config.overlay)
             self.reload.start()
         except BaseException:
             await self.stop()  # nothing half-started stays behind
@@ -258,8 +303,9 @@ class Gateway:
         if self.reload is not None:
             await self.reload.stop()
         self.store.close()  # ends the watch
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._models_runner):
+            if runner is not None:
+                await runner.cleanup()
         if self._shadow is not None:
             await self._shadow.close()
         for task in self._tasks:
@@ -324,7 +370,7 @@ class Gateway:
         assert tracing is not None
         path = request.path
         invoke = path.startswith(ADMIN) and path.endswith("/invoke")
-        if not invoke and (path.startswith(ADMIN) or path == "/healthz"):
+        if not invoke and (path.startswith(ADMIN) or path in PROBES):
             return await self._route(request)  # the gateway's own endpoints: no spans
         with tracing.request(request.headers, request.method, path, request.host,
                              INVOKE_ROUTE if invoke else None) as span:
@@ -334,7 +380,7 @@ class Gateway:
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
-        if path.startswith(ADMIN) or path == "/healthz":
+        if path.startswith(ADMIN) or path in PROBES:
             return await self._admin(request, path)
         target = self.directory.host_for(request.host)
         if isinstance(target, str):
@@ -417,7 +463,7 @@ class Gateway:
                     continue
                 self._offer(_ShadowJob(active, version, inputs, trace, "host", capture,
                                        parent))
-                if mirrored and active.plan.shadow is not None:
+                if mirrored and active.plan.shadow is not None and self._forks_shadow(version):
                     self._offer(_ShadowJob(active, active.plan.shadow, inputs, trace, "host",
                                            capture, parent))
         return response
@@ -435,6 +481,11 @@ class Gateway:
         if path in ("/healthz", "/_overlay/healthz"):
             return _json_response(200, {"status": "ok",
                                         "overlays": len(self.directory.overlays)})
+        if path in ("/readyz", "/_overlay/readyz"):
+            ready, reason, overlays = self.readiness()
+            return _json_response(200 if ready else 503, {
+                "status": "ready" if ready else "not ready", "reason": reason,
+                "overlays": overlays})
         if not self._authorized(request):
             if path.endswith("/invoke"):
                 self.metrics.invoke_request("(unknown)", 401)  # the name is not trusted yet
@@ -461,7 +512,7 @@ class Gateway:
             return answer
         return _problem(404, "not_found", f"no gateway endpoint {path}; the gateway answers "
                         "/_overlay/{overlay}/invoke (POST), /_overlay/status, "
-                        "/_overlay/metrics and /healthz")
+                        "/_overlay/metrics, /healthz and /readyz")
 
     async def _invoke(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
         active = self.directory.overlays.get(name)
@@ -510,7 +561,7 @@ class Gateway:
                                    inputs=pool.sample(version, frame))
             return _answer(outcome, active, version, headers)
         finally:
-            if mirrored and active.plan.shadow is not None:
+            if mirrored and active.plan.shadow is not None and self._forks_shadow(version):
                 # queued after the primary call: the shadow's work starts once the answer
                 # is out, so it never competes with it
                 self._offer(_ShadowJob(active, active.plan.shadow, document["inputs"], trace,
@@ -560,7 +611,114 @@ class Gateway:
                 self._telemetry_record(active, version, "primary", call.outcome, trace,
                                        inputs=pool.sample(version, prepared))
 
+    # -- the models port (mesh calls to provider versions; see .mesh) -------------------------
+
+    async def _models_route(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A call the mesh sends to a version: ``POST /invocations`` in MLflow's scoring
+        format, the version in ``x-overlay-version`` (the overlay's shadow version for a
+        copy Istio mirrored), answered ``{"predictions": ...}`` and recorded."""
+        path = request.path
+        if request.method in ("GET", "HEAD") and path in ("/ping", "/health", "/healthz"):
+            return _json_response(200, {"status": "ok"})
+        if path != "/invocations":
+            return _scoring_error(404, "ENDPOINT_NOT_FOUND", f"no endpoint {path} on the "
+                                  "gateway's models port; it answers POST /invocations (MLflow's "
+                                  f"scoring format) with the header {VERSION_HEADER}: "
+                                  "MODEL:VERSION")
+        if request.method != "POST":
+            return _scoring_error(405, "METHOD_NOT_ALLOWED", "POST /invocations with a JSON "
+                                  "scoring body", {"Allow": "POST"})
+        host = mirror_host(request.host)
+        role = "shadow" if host.mirrored else "primary"
+        active = self._mesh_overlay(host.name)
+        if isinstance(active, web.Response):
+            return active
+        named = request.headers.get(VERSION_HEADER, "").strip()
+        if host.mirrored:
+            # a mirrored copy still carries the primary route's header (or none): what Istio
+            # mirrors to the gateway is the overlay's shadow version
+            version = active.plan.shadow
+            if version is None:
+                return _scoring_error(404, "RESOURCE_DOES_NOT_EXIST", f"overlay "
+                                      f"{active.name!r} revision {active.revision} has no "
+                                      "shadow version; this mirrored call has nothing to go to")
+        else:
+            model, sep, number = named.partition(":")
+            if not (model and sep and number):
+                return _scoring_error(400, "BAD_REQUEST", f"give the version to call in the "
+                                      f"header {VERSION_HEADER}: MODEL:VERSION (got "
+                                      f"{named[:80]!r}); the mesh's VirtualService sets it")
+            version = named
+        versions = set(active.plan.versions) | (
+            {active.plan.shadow} if active.plan.shadow is not None else set())
+        if version not in versions:
+            return _scoring_error(404, "RESOURCE_DOES_NOT_EXIST", f"{VERSION_HEADER} names "
+                                  f"{version!r}, which overlay {active.name!r} revision "
+                                  f"{active.revision} does not route to; it routes to "
+                                  f"{', '.join(sorted(versions))}")
+        pool = self._pool
+        assert pool is not None
+        if pool.via_mesh(version):  # served by its model server: sending it on would loop
+            return _scoring_error(421, "MISDIRECTED_REQUEST", f"{version} is served by its "
+                                  "model server behind the overlay's models Service, not by "
+                                  "the gateway; check the VirtualService's route for it")
+        try:
+            document = await request.json(loads=json.loads)
+        except ValueError as err:
+            return _scoring_error(400, "BAD_REQUEST", f"the body is not JSON ({err})")
+        if isinstance(document, dict) and document.get("stream") not in (None, False):
+            return _scoring_error(422, "INVALID_PARAMETER_VALUE", "the models port does not "
+                                  "stream answers; call the gateway's invoke endpoint for that")
+        try:
+            inputs = scoring_inputs(document)
+            if pool.streams(version):  # a chat model: the messages of the one record
+                inputs = chat_inputs(inputs)
+            prepared = pool.prepare(version, inputs)
+        except PayloadError as err:
+            return _scoring_error(422, "INVALID_PARAMETER_VALUE", str(err), field=err.field)
+        trace = self._trace_id(request)
+        timeout, timeout_name = ((self.config.shadow_timeout, "the gateway's shadow_timeout")
+                                 if host.mirrored else (active.timeout, "spec.slo.timeoutMs"))
+        outcome = await self._model_call(active, version, prepared, role, timeout,
+                                         timeout_name)
+        self._telemetry_record(active, version, role, outcome, trace,
+                               inputs=pool.sample(version, prepared))
+        headers = {"x-overlay-model-version": version,
+                   "x-overlay-revision": str(active.revision)}
+        if outcome.ok:
+            return _json_response(200, {"predictions": outcome.output}, headers)
+        return _scoring_error(_DEGRADED.get(outcome.status, 502),
+                              f"MODEL_{outcome.status.upper()}",
+                              outcome.error or outcome.status, headers)
+
+    def _mesh_overlay(self, host_name: str) -> Active | web.Response:
+        """The overlay a mesh call is for: the gateway's own (``overlay``), else the one
+        whose models Service the Host names, else the only one served."""
+        overlays = self.directory.overlays
+        name = self.config.overlay or overlay_label(host_name)
+        if name is None and len(overlays) == 1:
+            name = next(iter(overlays))
+        active = overlays.get(name) if name is not None else None
+        if active is not None:
+            return active
+        if name is None:
+            return _scoring_error(404, "RESOURCE_DOES_NOT_EXIST", f"the Host {host_name!r} "
+                                  "names no overlay's models Service (OVERLAY-models.NAMESPACE"
+                                  f"...) and this gateway serves {len(overlays)} overlays; "
+                                  "start it with --overlay NAME")
+        assert self.reload is not None
+        warming = self.reload.warming(name)
+        return _scoring_error(503 if warming else 404, "RESOURCE_DOES_NOT_EXIST" if not warming
+                              else "TEMPORARILY_UNAVAILABLE", f"overlay {name!r} is "
+                              f"{'still loading' if warming else 'not served by this gateway'}")
+
     # -- shadow ------------------------------------------------------------------------------
+
+    def _forks_shadow(self, version: str) -> bool:
+        """Whether the gateway forks the shadow copy of a call to ``version`` itself: always,
+        except in mesh mode for a call through the mesh, which Istio mirrors."""
+        return not (self.config.mesh and self._pool is not None
+                    and self._pool.via_mesh(version))
 
     def _offer(self, job: _ShadowJob) -> None:
         assert self._shadow is not None
@@ -732,6 +890,12 @@ class Gateway:
 
     # -- status ------------------------------------------------------------------------------
 
+    def readiness(self) -> tuple[bool, str, dict[str, dict[str, Any]]]:
+        """(ready, why, per overlay its state): see ``/readyz``."""
+        if self.reload is None:
+            return False, "the gateway is starting", {}
+        return self.reload.readiness()
+
     def snapshot(self) -> dict[str, Any]:
         """The gateway's state as JSON-ready data (``GET /_overlay/status``)."""
         assert self._pool is not None and self._shadow is not None and self.reload is not None
@@ -748,8 +912,12 @@ class Gateway:
                 "shadowPercent": active.plan.shadow_percent,
             }
         telemetry = self._telemetry
+        ready, reason, _ = self.reload.readiness()
         return {
             "url": self.url, "overlays": overlays, "models": self._pool.states(),
+            "ready": ready, "readiness": reason, "shadowMode": self.config.shadow,
+            "overlay": self.config.overlay, "modelsUrl": self.config.models_url,
+            "modelsListener": self.models_listen_url or None,
             "shadow": {"queued": self._shadow.queued, "dropped": self._shadow.total_dropped,
                        "unforked": self.unforked,
                        "droppedByVersion": dict(self._shadow.dropped)},

@@ -18,10 +18,12 @@
 
 A provider version in the mesh routes is answered by the gateway's models port (the
 ``x-overlay-version`` header set on the way; a mirrored copy carries Istio's ``-shadow``
-host suffix). Everything that runs is non-root without a fixed UID, drops every
-capability, has readiness and liveness probes and resource requests; children carry the
-standard labels and, when the overlay's ``metadata.uid`` is known, an owner reference to
-it. The same input gives the same output, byte for byte (:func:`render_yaml`).
+host suffix). The gateway's readiness probe is ``/readyz``, which passes once its overlay
+is loaded and applied (liveness: ``/healthz``). Everything that runs is non-root without a
+fixed UID, drops every capability, has readiness and liveness probes and resource
+requests; children carry the standard labels and, when the overlay's ``metadata.uid``
+is known, an owner reference to it. The same input gives the same output, byte for
+byte (:func:`render_yaml`).
 
 Called by the operator's handlers, by ``overlay render`` and by the tests.
 """
@@ -396,7 +398,9 @@ class _Renderer:
             "ports": [{"name": "http", "containerPort": s.gateway_port, "protocol": "TCP"},
                       {"name": "http-models", "containerPort": s.gateway_models_port,
                        "protocol": "TCP"}],
-            "readinessProbe": mf.http_probe("/healthz", "http", period=5, failures=3),
+            # ready once its overlay is loaded and applied (503 until then); alive while
+            # its loop answers
+            "readinessProbe": mf.http_probe("/readyz", "http", period=5, failures=3),
             "livenessProbe": mf.http_probe("/healthz", "http", period=10, failures=6,
                                            timeout=5),
             "resources": mf.requirements(s.gateway_resources, s.gateway_resources),

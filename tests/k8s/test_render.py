@@ -374,8 +374,8 @@ def test_gateway_in_front_of_the_host() -> None:
         "OVERLAY_HOME": "/tmp/overlay", "HOME": "/tmp"}
     assert c["envFrom"] == [{"secretRef": {"name": "overlay-gateway", "optional": True}}]
     assert [p["name"] for p in c["ports"]] == ["http", "http-models"]
-    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
     assert c["resources"] == {"limits": {"memory": "256Mi"},
                               "requests": {"cpu": "100m", "memory": "256Mi"}}
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
