@@ -73,7 +73,9 @@ def run(ctx: click.Context, namespaces: tuple[str, ...], all_namespaces: bool,
     overlay-operator), removes those of versions no longer routed, and reports in the
     status (`kubectl get aio`: Routes, Ready) and as Events (`kubectl describe aio NAME`):
     Ready, RoutesApplied and Degraded conditions, with the reason when an overlay cannot be
-    served. One bad overlay never stops the others; failures are retried with backoff.
+    served or one of its Deployments fails, and the revision applied (`o.status()` in a
+    notebook shows the same). One bad overlay never stops the others; failures are retried
+    with backoff.
     """
     if bool(namespaces) == all_namespaces:
         fail("give --namespace NS (repeat it for several) or --all-namespaces", 2)

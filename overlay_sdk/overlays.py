@@ -9,6 +9,7 @@ read what the data plane did (:mod:`overlay_sdk.observe`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -347,9 +348,13 @@ class Overlay:
         return self._change(spec, message or f"rollback to revision {target.revision}")
 
     def status(self) -> OverlayStatus:
-        """Where this overlay stands in the running gateway: the revision it serves, when it
-        was applied and how long the change took to reach it (``.history`` per revision),
-        and each model version's state (warming, ready, failed)."""
+        """Where this overlay stands in the data plane: the revision it serves, when it was
+        applied and how long the change took to reach it (``.history`` per revision), and
+        each model version's state. Embedded: what the running gateway reports (warming,
+        ready, failed per version). In a cluster (a Kubernetes store): what the operator
+        reported on the AIOverlay (its conditions ``Ready``, ``RoutesApplied`` and
+        ``Degraded``, the revision applied, when and the message); the versions are then
+        ``applied`` or ``not applied`` as a whole."""
         current = self._cp.store.get(self.name)
         versions: list[str] = []
         if current.overlay is not None:
@@ -357,6 +362,8 @@ class Overlay:
             versions = [f"{r.model}:{r.version}" for r in spec.routes]
             if spec.shadow is not None:
                 versions.append(f"{spec.shadow.model}:{spec.shadow.version}")
+        if _kubernetes_store(self._cp.store):
+            return _cluster_status(self._cp.store, current, versions)
         return overlay_status(self._cp.home, self.name, current.revision, versions)
 
     def metrics(self, *, since: Any = None, by: str | None = "version") -> pd.DataFrame:
@@ -462,3 +469,69 @@ def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
+
+# -- status() in a cluster -------------------------------------------------------------------
+
+
+def _kubernetes_store(store: Any) -> bool:
+    """Whether ``store`` is a KubernetesStore, without importing the ``kubernetes`` client (an
+    optional extra) for any other store: a KubernetesStore's module is imported already."""
+    if "overlay_sdk.store.kubernetes" not in sys.modules:
+        return False
+    from overlay_sdk.store.kubernetes import KubernetesStore
+
+    return isinstance(store, KubernetesStore)
+
+
+def _cluster_status(store: Any, current: Revision, versions: Sequence[str]) -> OverlayStatus:
+    """The OverlayStatus of ``current`` from its AIOverlay's status, as the operator wrote it
+    (read with the store's own client and identity)."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    from overlay_sdk.errors import BackendError
+    from overlay_sdk.k8s.reconcile import reported
+    from overlay_sdk.spec import API_GROUP, API_VERSION
+    from overlay_sdk.store.kubernetes import PLURAL
+
+    name = current.name
+    try:
+        found = k8s.CustomObjectsApi(store.api_client).get_namespaced_custom_object(
+            API_GROUP, API_VERSION, store.namespace, PLURAL, name)
+    except ApiException as err:
+        if err.status == 404:
+            raise NotFoundError(f"overlay {name!r} has no AIOverlay in namespace "
+                                f"{store.namespace!r} (deleted meanwhile?)") from None
+        raise BackendError(f"cannot read the status of AIOverlay {store.namespace}/{name} "
+                           f"(HTTP {err.status}: {err.reason}); the reader needs get on "
+                           "aioverlays") from None
+    except OSError as err:  # urllib3's errors are OSErrors: no answer at all
+        raise BackendError(f"cannot read the status of AIOverlay {store.namespace}/{name}: "
+                           f"{err}") from None
+    cr: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    meta = cr.get("metadata") or {}
+    report = reported(cr.get("status"), generation=meta.get("generation"),
+                      revision=current.revision)
+    committed: datetime | None = None
+    propagation: float | None = None
+    if report.revision is not None and report.applied_at is not None:
+        # from the revision's commit to the operator's record of it applied
+        committed = current.created_at if report.revision == current.revision else next(
+            (r.created_at for r in store.history(name) if r.revision == report.revision), None)
+        if committed is not None:
+            propagation = max(0.0, (report.applied_at - committed).total_seconds() * 1000)
+    history = pd.DataFrame([{
+        "revision": report.revision, "state": report.state,
+        "committed_at": pd.Timestamp(committed) if committed is not None else pd.NaT,
+        "applied_at": pd.Timestamp(report.applied_at) if report.applied_at else pd.NaT,
+        "propagation_ms": propagation, "message": report.message,
+    }] if report.revision is not None else [], columns=[
+        "revision", "state", "committed_at", "applied_at", "propagation_ms", "message"])
+    applied = "applied" if report.revision == current.revision and report.state != "behind" \
+        else "not applied"
+    return OverlayStatus(
+        name=name, revision=current.revision, state=report.state,
+        serving_revision=report.revision, applied_at=report.applied_at,
+        propagation_ms=propagation, gateway_url=report.gateway_url, message=report.message,
+        versions={v: applied for v in versions}, history=history,
+    )

@@ -2,8 +2,10 @@
 equal to what :func:`overlay_sdk.k8s.render.render` makes of it.
 
 Run by ``overlay operator run`` (:func:`run`), or in a running event loop by
-:meth:`Operator.serve` (the tests, on an emulated API server). The handlers are thin; what
-they decide is in :mod:`overlay_sdk.k8s.reconcile`:
+:meth:`Operator.serve` (the tests, on an emulated API server). The handlers are thin: what
+they decide is in :mod:`overlay_sdk.k8s.reconcile`, the API calls they make (connecting,
+server-side apply, pruning, status patches, Events, the children as indexed) in
+:mod:`overlay_sdk.k8s.cluster`:
 
 - **reconcile** (on create, update and operator start): validate the CR, resolve its versions
   (:class:`RegistryResolver`: the MLflow registry says whether a version is an MLflow model,
@@ -16,6 +18,12 @@ they decide is in :mod:`overlay_sdk.k8s.reconcile`:
   copilot:4=20``), ``Degraded``, ``Ready``, each with ``observedGeneration``, and
   ``revision``, ``appliedAt``, ``endpoints``; and an Event (``Applied``, with what changed).
   Before it starts, :meth:`Operator.check_cluster` says so when the CRD is not installed.
+- **revisions that leave the spec as it was** (labels or annotations only, or a rival
+  revision with the same spec) bump no generation, so no reconcile runs: a handler on every
+  watch event whose store revision (the annotation ``overlays.aioverlay.dev/revision``) the
+  status lags sets ``revision`` and ``appliedAt`` once the current generation is applied
+  (``kopf.on.field`` cannot see it: kopf's record of what was handled leaves annotations
+  out, since they render nothing).
 - **failures** never crash-loop and never stop the other overlays: a spec that cannot be
   served (``InvalidSpec``) sets ``Degraded=True`` with the reason, posts a Warning Event and
   waits for the next generation (``kopf.PermanentError``); a registry that cannot be reached
@@ -23,8 +31,11 @@ they decide is in :mod:`overlay_sdk.k8s.reconcile`:
   refused or failed (``Forbidden``, ``ResourceMissing``, ``ApiUnavailable``...) does the same and
   is retried with exponential backoff (``kopf.TemporaryError(delay=...)``, 1 s doubling to 5 min).
 - **readiness**: from the index of the Deployments, a timer per overlay sets ``Ready=True``
-  once all of the overlay's Deployments are available (a status patch carrying the
-  ``resourceVersion`` it read: it never overwrites a newer reconcile).
+  once all of the overlay's Deployments are available, and ``Degraded=True`` (``Ready=False``)
+  with the reason and message of a Deployment that failed (``ReplicaFailure=True``, or
+  ``Progressing=False`` with ``ProgressDeadlineExceeded``; a Warning Event), cleared when it
+  recovers (``Recovered``); a status patch carrying the ``resourceVersion`` it read: it never
+  overwrites a newer reconcile. A reconcile writes the same from the same index.
 - **deletion**: a finalizer (``overlays.aioverlay.dev/history``) holds a deleted CR until its
   history is released (:meth:`KubernetesStore.settle`), so that the garbage collector, which
   removes every child through its ``ownerReferences``, keeps the ControllerRevisions.
@@ -42,27 +53,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import kopf
-import urllib3
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config import incluster_config, kube_config
 
 from overlay_sdk.diff import describe_change
 from overlay_sdk.errors import BackendError, NotFoundError, OverlayError, ValidationError
 from overlay_sdk.k8s import reconcile as rc
+from overlay_sdk.k8s.cluster import (
+    DEPLOYMENTS_INDEX,
+    FIELD_MANAGER,
+    KINDS,
+    PLURAL,
+    SERVICES_INDEX,
+    Cluster,
+    children_of,
+    connection_info,
+    in_pod,
+    load_configuration,
+    post_event,
+)
 from overlay_sdk.k8s.manifests import MANAGED_BY, RenderSettings, VersionTarget
 from overlay_sdk.k8s.render import render
 from overlay_sdk.spec import API_GROUP, API_VERSION, KIND, AIOverlay, ModelRef, parse_overlay
@@ -89,33 +106,14 @@ __all__ = [
     "run",
 ]
 
-PLURAL = "aioverlays"
-FIELD_MANAGER = "overlay-operator"
 FINALIZER = f"{API_GROUP}/history"
 ANNOTATIONS_PREFIX = f"operator.{API_GROUP}"
 """Where kopf keeps its progress and the last handled spec (annotations on the CR)."""
-
-KINDS: dict[tuple[str, str], tuple[str, str]] = {
-    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
-    ("v1", "Service"): ("/api/v1", "services"),
-    ("networking.istio.io/v1", "DestinationRule"): ("/apis/networking.istio.io/v1",
-                                                    "destinationrules"),
-    ("networking.istio.io/v1", "VirtualService"): ("/apis/networking.istio.io/v1",
-                                                   "virtualservices"),
-}
-"""What the renderer makes: (apiVersion, kind) -> (API path prefix, plural)."""
-
-PRUNED = (("apps/v1", "Deployment"), ("v1", "Service"))
-"""Kinds whose names depend on the versions routed: a new generation may leave some behind."""
 
 ALERT_REASONS = {"budget": "BudgetExceeded", "drift": "DriftDetected"}
 
 _log = logging.getLogger("overlay_sdk.k8s.operator")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DEPLOYMENTS, _SERVICES = "overlay_deployments", "overlay_services"
-"""The ids of kopf's indices of the children (and of the handler arguments holding them)."""
-_APPLY = "application/apply-patch+yaml"
-_MERGE = "application/merge-patch+json"
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -163,175 +161,6 @@ class OperatorConfig:
     def registry(self) -> str:
         """The registry URI the versions are resolved in."""
         return self.registry_uri or self.render.registry_uri or self.render.tracking_uri
-
-
-# -- connecting --------------------------------------------------------------------------------
-
-
-def _in_pod() -> bool:
-    return bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)) and Path(
-        incluster_config.SERVICE_TOKEN_FILENAME).is_file()
-
-
-def load_configuration(kubeconfig: str | None = None,
-                       context: str | None = None) -> k8s.Configuration:
-    """A client configuration from ``kubeconfig`` (None: ``$KUBECONFIG`` or
-    ``~/.kube/config``) and ``context`` (None: its current context), or the pod's service
-    account when neither is given and there is no kubeconfig. ValidationError says why not."""
-    configuration = k8s.Configuration()
-    default = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
-    if kubeconfig is None and context is None and _in_pod() \
-            and not default.expanduser().is_file():
-        try:
-            incluster_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration)
-        except k8s_config.ConfigException as err:
-            raise ValidationError.at("--kubeconfig", f"in a pod, but its service account "
-                                     f"cannot be used: {err}") from None
-        return configuration
-    if kubeconfig is not None and not Path(kubeconfig).expanduser().is_file():
-        raise ValidationError.at("--kubeconfig", f"{kubeconfig} is not a file; give the path of "
-                                 "a kubeconfig (as kubectl's --kubeconfig)")
-    try:
-        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context, client_configuration=configuration,
-            persist_config=False)
-    except (k8s_config.ConfigException, OSError, ValueError, TypeError) as err:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        field_name = "--context" if context is not None and "context" in str(err) \
-            else "--kubeconfig"
-        raise ValidationError.at(field_name, f"cannot use the kubeconfig {where}"
-                                 f"{f' (context {context!r})' if context else ''}: {err}; "
-                                 "check it with `kubectl config get-contexts`") from None
-    return configuration
-
-
-def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
-    """kopf's credentials for the same API server and identity as ``configuration`` (what
-    ``kopf.login_via_client`` does for the default configuration)."""
-    header = (configuration.get_api_key_with_prefix("BearerToken")
-              or configuration.get_api_key_with_prefix("authorization"))
-    parts = str(header).split(" ", 1) if header else []
-    scheme, token = ((None, None) if not parts else (None, parts[0]) if len(parts) == 1
-                     else (parts[0], parts[1]))
-    return kopf.ConnectionInfo(
-        server=str(configuration.host),
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )
-
-
-# -- the API calls -----------------------------------------------------------------------------
-
-
-def _message(err: ApiException) -> str:
-    try:
-        body = json.loads(err.body or "")
-    except (TypeError, ValueError):
-        return str(err.reason or "").strip()
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or err.reason or "").strip()
-
-
-class Cluster:
-    """The operator's own API calls, through the official client (synchronous: kopf runs the
-    handlers in threads). Every failure is raised as :class:`~overlay_sdk.k8s.reconcile.Failure`
-    naming what was being done."""
-
-    def __init__(self, api_client: k8s.ApiClient, *, timeout: float = 30.0) -> None:
-        self.api = api_client
-        self.timeout = timeout
-
-    def request(self, method: str, path: str, *, body: Any = None,
-                query: Iterable[tuple[str, str]] = (), content_type: str = "application/json",
-                doing: str) -> Any:
-        """One call; the decoded JSON answer. ApiException for an HTTP error (callers that
-        expect one catch it), Failure for no answer at all."""
-        params = self.api.param_serialize(
-            method=method, resource_path=path, query_params=list(query),
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body, auth_settings=["BearerToken"])
-        try:
-            response = self.api.call_api(*params, _request_timeout=(10.0, self.timeout))
-            response.read()  # type: ignore[no-untyped-call]
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise rc.api_failure(None, str(err), doing=doing) from None
-        return self.api.response_deserialize(
-            response, {"200": "object", "201": "object", "202": "object"}).data
-
-    def _call(self, method: str, path: str, *, doing: str, expect: tuple[int, ...] = (),
-              **kwargs: Any) -> Any:
-        try:
-            return self.request(method, path, doing=doing, **kwargs)
-        except ApiException as err:
-            if err.status in expect:
-                raise
-            raise rc.api_failure(err.status, _message(err), doing=doing) from None
-
-    @staticmethod
-    def _collection(api_version: str, kind: str, namespace: str) -> str:
-        try:
-            prefix, plural = KINDS[api_version, kind]
-        except KeyError:
-            raise rc.Failure("ReconcileError", f"the operator cannot apply {api_version} "
-                             f"{kind}: not a kind the renderer makes", retry=False) from None
-        return f"{prefix}/namespaces/{namespace}/{plural}"
-
-    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply ``obj`` (field manager ``overlay-operator``, forcing conflicts);
-        when the server answers 404 (an API server whose apply does not create, or a kind
-        it does not serve), create it."""
-        meta = obj["metadata"]
-        collection = self._collection(obj["apiVersion"], obj["kind"], meta["namespace"])
-        what = f"{obj['kind']} {meta['namespace']}/{meta['name']}"
-        try:
-            result = self._call("PATCH", f"{collection}/{meta['name']}", body=obj,
-                                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                                content_type=_APPLY, doing=f"apply of {what}", expect=(404,))
-        except ApiException:
-            try:
-                result = self._call("POST", collection, body=obj,
-                                    query=[("fieldManager", FIELD_MANAGER)],
-                                    doing=f"create of {what}", expect=(409,))
-            except ApiException:  # created meanwhile: apply over it
-                result = self._call("PATCH", f"{collection}/{meta['name']}", body=obj,
-                                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                                    content_type=_APPLY, doing=f"apply of {what}")
-        return dict(result) if isinstance(result, Mapping) else {}
-
-    def delete(self, api_version: str, kind: str, namespace: str, name: str,
-               uid: str | None) -> None:
-        """Delete one object (if it is still the one with ``uid``); gone already is fine."""
-        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions",
-                                "propagationPolicy": "Background"}
-        if uid:
-            body["preconditions"] = {"uid": uid}
-        with contextlib.suppress(ApiException):  # 404 gone, 409 another object by now
-            self._call("DELETE", f"{self._collection(api_version, kind, namespace)}/{name}",
-                       body=body, doing=f"delete of {kind} {namespace}/{name}",
-                       expect=(404, 409))
-
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any],
-                     resource_version: str | None) -> bool:
-        """Merge ``status`` into the overlay's status, only if the CR is still at
-        ``resource_version``; False when it changed meanwhile (409) or is gone (404)."""
-        body: dict[str, Any] = {"status": dict(status)}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        path = (f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-                "/status")
-        try:
-            self._call("PATCH", path, body=body, content_type=_MERGE, expect=(404, 409),
-                       doing=f"status update of AIOverlay {namespace}/{name}")
-        except ApiException:
-            return False
-        return True
 
 
 # -- resolving versions -----------------------------------------------------------------------
@@ -491,30 +320,17 @@ class Operator:
         """Fail with BackendError saying what to do when the API server cannot be reached or
         does not serve AIOverlays (the CRD is not installed); log a warning when it does not
         serve Istio's routes (every overlay would be Degraded: ResourceMissing)."""
-        where = f"the API server at {self.configuration.host}"
-        found: dict[str, Any] = {}
-        for group_version in (f"{API_GROUP}/{API_VERSION}", "networking.istio.io/v1"):
-            try:
-                found[group_version] = self.cluster.request(
-                    "GET", f"/apis/{group_version}", doing=f"discovery of {group_version}")
-            except ApiException as err:
-                if err.status != 404:
-                    raise BackendError(f"{where} refused the discovery of {group_version} "
-                                       f"(HTTP {err.status}: {_message(err)}); check the "
-                                       "credentials of --kubeconfig/--context") from None
-                found[group_version] = {}
-            except rc.Failure as failure:
-                raise BackendError(f"cannot reach {where}: {failure.message}; check "
-                                   "--kubeconfig/--context") from None
-        served = {r.get("name") for r in found[f"{API_GROUP}/{API_VERSION}"].get("resources")
-                  or []}
-        if PLURAL not in served:
-            raise BackendError(f"{where} does not serve {PLURAL}.{API_GROUP}/{API_VERSION}: "
-                               "install the CRD first (kubectl apply --server-side -f "
-                               "deploy/crds/aioverlay.yaml, or kubectl apply -k deploy/)")
-        if not found["networking.istio.io/v1"]:
+        served = self.cluster.served(f"{API_GROUP}/{API_VERSION}")
+        istio = self.cluster.served("networking.istio.io/v1")
+        if PLURAL not in (served or ()):
+            raise BackendError(f"{self.cluster.where} does not serve {PLURAL}.{API_GROUP}/"
+                               f"{API_VERSION}: install the CRD first (kubectl apply "
+                               "--server-side -f deploy/crds/aioverlay.yaml, or kubectl apply "
+                               "-k deploy/)")
+        if istio is None:
             _log.warning("%s does not serve Istio's networking.istio.io/v1: every overlay will "
-                         "be Degraded (ResourceMissing) until Istio is installed", where)
+                         "be Degraded (ResourceMissing) until Istio is installed",
+                         self.cluster.where)
 
     async def serve(self, *, stop_flag: Any = None, ready_flag: Any = None,
                     check: bool = True) -> None:
@@ -540,7 +356,7 @@ class Operator:
         @kopf.on.login(registry=reg)
         def login(**_: Any) -> kopf.ConnectionInfo:
             configuration = self.configuration
-            if self.config.kubeconfig or self.config.context or not _in_pod():
+            if self.config.kubeconfig or self.config.context or not in_pod():
                 # read again: exec plugins and OIDC hand out short-lived tokens
                 with contextlib.suppress(ValidationError):
                     configuration = load_configuration(self.config.kubeconfig,
@@ -557,14 +373,25 @@ class Operator:
         # the children, as watched: readiness and what a new generation leaves behind,
         # without a list call per reconcile
         kopf.index("apps", "v1", "deployments", labels=managed, registry=reg,
-                   id=_DEPLOYMENTS)(child)
-        kopf.index("", "v1", "services", labels=managed, registry=reg, id=_SERVICES)(child)
+                   id=DEPLOYMENTS_INDEX)(child)
+        kopf.index("", "v1", "services", labels=managed, registry=reg, id=SERVICES_INDEX)(child)
 
         @kopf.on.resume(*resource, registry=reg, id="reconcile", backoff=5.0)
         @kopf.on.create(*resource, registry=reg, id="reconcile", backoff=5.0)
         @kopf.on.update(*resource, registry=reg, id="reconcile", backoff=5.0)
         def reconcile(**kwargs: Any) -> None:
             self.on_change(**kwargs)
+
+        # The store's revision is an annotation, and kopf's record of what was handled leaves
+        # annotations out (they render nothing): kopf.on.field never sees it change, so every
+        # watch event is checked, cheaply, by the filter.
+        def revision_lags(type: str | None, meta: kopf.Meta, status: kopf.Status,
+                          **_: Any) -> bool:
+            return type != "DELETED" and self.revision_update(meta, status) is not None
+
+        @kopf.on.event(*resource, registry=reg, id="revision", when=revision_lags)
+        async def follow_revision(**kwargs: Any) -> None:
+            await self.on_revision(**kwargs)
 
         @kopf.on.delete(*resource, registry=reg, id="keep-history", retries=10, backoff=5.0)
         def keep_history(**kwargs: Any) -> None:
@@ -620,11 +447,7 @@ class Operator:
         for manifest in manifests:
             self.cluster.apply(manifest)
         keep = [(m["kind"], m["metadata"]["name"]) for m in manifests]
-        pruned: list[str] = []
-        for stale in rc.stale_children(children, uid=uid, keep=keep):
-            api_version = next(v for (v, k) in PRUNED if k == stale.kind)
-            self.cluster.delete(api_version, stale.kind, namespace, stale.name, stale.uid)
-            pruned.append(f"{stale.kind} {stale.name}")
+        pruned = self.cluster.prune(namespace, rc.stale_children(children, uid=uid, keep=keep))
         applied = _Applied(resolved, manifests, pruned)
         with self._lock:
             self._expected[namespace, str(name)] = (uid, applied.deployments)
@@ -633,12 +456,7 @@ class Operator:
     @staticmethod
     def _children(kwargs: Mapping[str, Any], meta: Mapping[str, Any]) -> list[rc.Child]:
         """The overlay's children in the indices passed to a handler."""
-        key = (meta.get("namespace"), meta.get("name"))
-        found: list[rc.Child] = []
-        for index in (kwargs.get(_DEPLOYMENTS), kwargs.get(_SERVICES)):
-            if index is not None:
-                found.extend(index.get(key, []))
-        return found
+        return children_of(kwargs, meta.get("namespace"), meta.get("name"))
 
     def on_change(self, *, body: kopf.Body, meta: kopf.Meta, status: kopf.Status,
                   reason: str, retry: int, patch: kopf.Patch, old: Any = None,
@@ -657,7 +475,9 @@ class Operator:
                 "log)", min_delay=10.0), generation, retry, now)
         spec = applied.overlay.spec
         summary = rc.route_summary(spec)
-        ready = self._readiness(self._children(kwargs, meta), meta, applied.deployments)
+        children = self._children(kwargs, meta)
+        ready = self._readiness(children, meta, applied.deployments)
+        problem = rc.degradation(children, uid=meta.get("uid"))
         settings = self.config.render
         gateway, models = _service_names(applied.manifests)
         revision = rc.revision_of(meta.get("annotations"))
@@ -668,7 +488,7 @@ class Operator:
                                    models_service=models,
                                    models_port=settings.model_server_port,
                                    cluster_domain=settings.cluster_domain),
-            ready=ready, now=now)
+            ready=ready, now=now, problem=problem)
         patch.status.update(status_now)
         before = next((c for c in (status.get("conditions") or [])
                        if c.get("type") == rc.ROUTES_APPLIED), None)
@@ -687,13 +507,13 @@ class Operator:
                 message += f"; changed: {change}"
         if applied.pruned:
             message += f"; removed {', '.join(applied.pruned)}"
-        _event(body, "Normal", "Applied", message)
+        post_event(body, "Normal", "Applied", message)
 
     def _failed(self, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch,
                 failure: rc.Failure, generation: int | None, retry: int,
                 now: datetime) -> NoReturn:
         patch.status.update(rc.failed_status(status, failure, generation=generation, now=now))
-        _event(body, "Warning", failure.reason, failure.message)
+        post_event(body, "Warning", failure.reason, failure.message)
         if failure.retry:
             raise kopf.TemporaryError(str(failure), delay=rc.backoff(
                 retry, min_delay=failure.min_delay))
@@ -706,22 +526,52 @@ class Operator:
 
     # readiness
 
-    async def on_readiness(self, *, meta: kopf.Meta, status: kopf.Status,
+    async def on_readiness(self, *, body: kopf.Body, meta: kopf.Meta, status: kopf.Status,
                            **kwargs: Any) -> None:
-        """The readiness timer: ``Ready`` follows the overlay's Deployments."""
+        """The readiness timer: ``Ready`` and ``Degraded`` follow the overlay's Deployments
+        (a Deployment that failed makes the overlay ``Degraded`` with its reason, and a
+        Warning Event; ``Recovered`` when none fails any more)."""
         namespace, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
         with self._lock:
             known = self._expected.get((str(namespace), str(name)))
         if known is None or known[0] != uid:
             return  # not reconciled by this operator yet
-        ready = self._readiness(self._children(kwargs, meta), meta, known[1])
+        children = self._children(kwargs, meta)
+        ready = self._readiness(children, meta, known[1])
         new = rc.ready_status(status, ready, generation=meta.get("generation"),
-                              now=datetime.now(UTC))
+                              now=datetime.now(UTC),
+                              problem=rc.degradation(children, uid=uid))
         if new is None:
             return
+        # before the patch: a timer's body is a live view, its own change arrives meanwhile
+        news = rc.health_event(status, new)
         # a precondition on the resourceVersion read: never overwrite a newer reconcile
-        await asyncio.to_thread(self.cluster.patch_status, str(namespace), str(name), new,
-                                meta.get("resourceVersion"))
+        written = await asyncio.to_thread(self.cluster.patch_status, str(namespace), str(name),
+                                          new, meta.get("resourceVersion"))
+        if written and news is not None:
+            post_event(body, *news)
+
+    # revisions that leave the spec as it was
+
+    @staticmethod
+    def revision_update(meta: Mapping[str, Any], status: Mapping[str, Any],
+                        now: datetime | None = None) -> dict[str, Any] | None:
+        """The status naming the store's revision on the CR, when it names an older one
+        although the current generation is applied (see :func:`rc.revision_status`)."""
+        if meta.get("deletionTimestamp"):
+            return None
+        return rc.revision_status(status, revision=rc.revision_of(meta.get("annotations")),
+                                  generation=meta.get("generation"),
+                                  now=now or datetime.now(UTC))
+
+    async def on_revision(self, *, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+                          **_: Any) -> None:
+        """The revision handler (every watch event whose revision the status lags): a
+        revision that did not change the spec (labels, annotations, or a rival revision with
+        the same spec) bumps no generation, so no reconcile runs; the status names it."""
+        new = self.revision_update(meta, status)
+        if new is not None:
+            patch.status.update(new)
 
     # deletion
 
@@ -741,7 +591,7 @@ class Operator:
                                       delay=rc.backoff(retry)) from None
         with self._lock:
             self._expected.pop((namespace, name), None)
-        _event(body, "Normal", "HistoryKept",
+        post_event(body, "Normal", "HistoryKept",
                f"{kept} revision{'s' if kept != 1 else ''} of {name} kept; the garbage "
                "collector removes its Deployments, Services and routes")
 
@@ -777,14 +627,7 @@ class Operator:
             _log.warning("alert evaluation of %s/%s failed: %s", namespace, name, err)
             return
         for alert in raised:
-            _event(body, "Warning", ALERT_REASONS.get(alert.kind, "Alert"), alert.message)
-
-
-def _event(body: kopf.Body, type_: str, reason: str, message: str) -> None:
-    """Post an Event on the overlay (the message cut to 1,000 characters, as events.k8s.io
-    wants its notes)."""
-    text = message if len(message) <= 1000 else message[:997] + "..."
-    kopf.event(body, type=type_, reason=reason, message=text)
+            post_event(body, "Warning", ALERT_REASONS.get(alert.kind, "Alert"), alert.message)
 
 
 def _service_names(manifests: Iterable[Mapping[str, Any]]) -> tuple[str, str]:

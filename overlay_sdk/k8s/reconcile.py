@@ -7,15 +7,21 @@ are dense:
 - the status they write: ``Ready``, ``RoutesApplied`` and ``Degraded`` conditions in the shape
   of ``metav1.Condition`` (``lastTransitionTime`` kept while a status does not change,
   ``observedGeneration`` on each), ``observedGeneration``, ``revision``, ``appliedAt`` and
-  ``endpoints`` (:func:`applied_status`, :func:`failed_status`, :func:`ready_status`);
+  ``endpoints`` (:func:`applied_status`, :func:`failed_status`, :func:`ready_status`), and
+  the revision followed when a new one leaves the spec as it was (:func:`revision_status`);
 - the route summary the ``Routes`` printer column shows (``copilot:3=80 copilot:4=20``);
 - the versions an overlay names, each resolved through an injected :class:`Resolver`
   (``name@alias`` given its version), with what each failure means (:func:`resolve_versions`);
 - what a failure means (:class:`Failure`: a reason, a message saying what to do, and whether
   to retry), for API errors (:func:`api_failure`), and the retry delay (:func:`backoff`);
 - what the operator's index keeps of each child (:func:`child_state`), whether the overlay's
-  Deployments are available and the overlay therefore ready (:func:`readiness`), and what a
-  new generation leaves behind: children no longer rendered (:func:`stale_children`).
+  Deployments are available and the overlay therefore ready (:func:`readiness`), whether one
+  of them failed (``ReplicaFailure=True``, or ``Progressing=False`` past its progress
+  deadline) and the overlay is therefore degraded (:func:`deployment_problem`,
+  :func:`degradation`), and what a new generation leaves behind: children no longer rendered
+  (:func:`stale_children`);
+- what a CR's status tells a user of the SDK (:func:`reported`: serving, warming, failed or
+  behind, and the revision whose routes are applied).
 """
 
 from __future__ import annotations
@@ -45,19 +51,27 @@ __all__ = [
     "ROUTES_APPLIED",
     "Child",
     "Failure",
+    "Problem",
     "Readiness",
+    "Report",
     "Resolver",
     "api_failure",
     "applied_status",
     "backoff",
     "child_state",
     "condition",
+    "degradation",
+    "deployment_problem",
     "endpoints",
     "failed_status",
+    "health_event",
+    "precise_timestamp",
     "readiness",
     "ready_status",
+    "reported",
     "resolve_versions",
     "revision_of",
+    "revision_status",
     "route_summary",
     "set_condition",
     "stale_children",
@@ -79,6 +93,23 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 def timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC to the second, as Kubernetes writes times (``2025-01-31T12:00:00Z``)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def precise_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC to the millisecond (``2025-01-31T12:00:00.250Z``): ``appliedAt``,
+    which a propagation time in milliseconds is measured to."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # -- what the overlay routes ------------------------------------------------------------------
@@ -161,23 +192,52 @@ class Readiness:
     message: str
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Why a child (or, from its children, the overlay) is degraded: a CamelCase reason and
+    a message."""
+
+    reason: str
+    message: str
+
+
+def _health(conditions: Sequence[Mapping[str, Any]], ready: Readiness,
+            problem: Problem | None, *, generation: int | None,
+            at: str) -> list[dict[str, Any]]:
+    """``conditions`` with ``Degraded`` and ``Ready`` set for an applied generation:
+    ``problem`` (from the children) makes it ``Degraded=True`` and ``Ready=False`` with its
+    reason and message; else ``Degraded=False`` and ``Ready`` as ``ready`` says."""
+    if problem is not None:
+        degraded = condition(DEGRADED, "True", problem.reason, problem.message,
+                             generation=generation, now=at)
+        ready_now = condition(READY, "False", problem.reason, problem.message,
+                              generation=generation, now=at)
+    else:
+        degraded = condition(
+            DEGRADED, "False", "Reconciled",
+            f"generation {generation} reconciled" if generation is not None else "reconciled",
+            generation=generation, now=at)
+        ready_now = condition(READY, ready.status, ready.reason, ready.message,
+                              generation=generation, now=at)
+    return set_condition(set_condition(conditions, degraded), ready_now)
+
+
 def applied_status(old: Mapping[str, Any] | None, *, generation: int | None,
                    revision: int | None, summary: str, endpoints: Mapping[str, str],
-                   ready: Readiness, now: datetime) -> dict[str, Any]:
+                   ready: Readiness, now: datetime,
+                   problem: Problem | None = None) -> dict[str, Any]:
     """The status after generation ``generation`` was applied: ``RoutesApplied=True`` with the
-    route summary, ``Degraded=False``, ``Ready`` as ``ready`` says."""
+    route summary; ``Degraded=False`` and ``Ready`` as ``ready`` says, unless the children
+    have a ``problem`` (:func:`degradation`): then ``Degraded=True`` and ``Ready=False`` with
+    its reason and message."""
     at = timestamp(now)
     conditions = _conditions(old)
     conditions = set_condition(conditions, condition(
         ROUTES_APPLIED, "True", "Applied", summary, generation=generation, now=at))
-    conditions = set_condition(conditions, condition(
-        DEGRADED, "False", "Reconciled",
-        f"generation {generation} reconciled" if generation is not None else "reconciled",
-        generation=generation, now=at))
-    conditions = set_condition(conditions, condition(
-        READY, ready.status, ready.reason, ready.message, generation=generation, now=at))
+    conditions = _health(conditions, ready, problem, generation=generation, at=at)
     status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions,
-                              "appliedAt": at, "endpoints": dict(endpoints)}
+                              "appliedAt": precise_timestamp(now),
+                              "endpoints": dict(endpoints)}
     if revision is not None:
         status["revision"] = revision
     if generation is None:
@@ -189,7 +249,8 @@ def failed_status(old: Mapping[str, Any] | None, failure: Failure, *, generation
                   now: datetime) -> dict[str, Any]:
     """The status when generation ``generation`` could not be applied: ``Degraded=True`` with
     the reason, ``RoutesApplied=False`` saying why (the children of the last generation
-    applied keep serving: ``revision`` and ``appliedAt`` still name it) and ``Ready=False``."""
+    applied keep serving: ``revision`` and ``appliedAt`` still name it) and ``Ready=False``.
+    (So ``Degraded=True`` beside ``RoutesApplied=True`` always comes from the children.)"""
     at = timestamp(now)
     conditions = _conditions(old)
     before = next((c for c in conditions if c.get("type") == ROUTES_APPLIED
@@ -209,28 +270,66 @@ def failed_status(old: Mapping[str, Any] | None, failure: Failure, *, generation
     return status
 
 
-def ready_status(old: Mapping[str, Any] | None, ready: Readiness, *, generation: int | None,
-                 now: datetime) -> dict[str, Any] | None:
-    """The status with ``Ready`` set to ``ready``, or None when nothing would change or when
-    ``Ready`` is not the readiness timer's to set: the current generation is not applied yet,
-    or it failed (``Degraded=True``)."""
-    conditions = _conditions(old)
-    by_type = {c.get("type"): c for c in conditions}
-    applied = by_type.get(ROUTES_APPLIED)
+def _applied_now(conditions: Sequence[Mapping[str, Any]], generation: int | None) -> bool:
+    """Whether ``RoutesApplied=True`` for ``generation``: its routes are applied."""
+    applied = next((c for c in conditions if c.get("type") == ROUTES_APPLIED), None)
     if applied is None or applied.get("status") != "True":
+        return False
+    return generation is None or applied.get("observedGeneration") == generation
+
+
+def ready_status(old: Mapping[str, Any] | None, ready: Readiness, *, generation: int | None,
+                 now: datetime, problem: Problem | None = None) -> dict[str, Any] | None:
+    """The status with ``Ready`` and ``Degraded`` following the children (``ready``, and
+    ``problem`` as :func:`applied_status` takes them), or None when nothing would change or
+    when they are not the children's to set: the current generation is not applied yet, or
+    it failed (``RoutesApplied=False``: ``Degraded`` then says why, until a reconcile)."""
+    conditions = _conditions(old)
+    if not _applied_now(conditions, generation):
         return None
-    if generation is not None and applied.get("observedGeneration") != generation:
+    new = _health(conditions, ready, problem, generation=generation, at=timestamp(now))
+
+    def shown(items: Sequence[Mapping[str, Any]]) -> dict[Any, tuple[Any, ...]]:
+        return {c.get("type"): (c.get("status"), c.get("reason"), c.get("message"))
+                for c in items if c.get("type") in (READY, DEGRADED)}
+
+    if shown(new) == shown(conditions):
         return None
-    if by_type.get(DEGRADED, {}).get("status") == "True":
+    return {"conditions": new}
+
+
+def health_event(old: Mapping[str, Any] | None,
+                 new: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The Event (type, reason, message) a status change made by the children deserves:
+    ``Warning`` with the problem's reason when ``Degraded`` turns True (or names another
+    problem), ``Normal Recovered`` when it turns False; None otherwise."""
+    def degraded(status: Mapping[str, Any] | None) -> dict[str, Any]:
+        return next((c for c in _conditions(status) if c.get("type") == DEGRADED), {})
+
+    before, after = degraded(old), degraded(new)
+    if after.get("status") == "True":
+        if (before.get("status"), before.get("reason"), before.get("message")) == (
+                "True", after.get("reason"), after.get("message")):
+            return None
+        return "Warning", str(after.get("reason")), str(after.get("message"))
+    if before.get("status") == "True" and after.get("status") == "False":
+        ready = next((c for c in _conditions(new) if c.get("type") == READY), {})
+        return "Normal", "Recovered", f"no Deployment failing any more; {ready.get('message')}"
+    return None
+
+
+def revision_status(old: Mapping[str, Any] | None, *, revision: int | None,
+                    generation: int | None, now: datetime) -> dict[str, Any] | None:
+    """The status naming ``revision`` (the store's, on the CR) as applied, or None when it
+    already does, when the CR has no store revision, or when the current generation is not
+    applied (the reconcile of that generation writes the revision). For a revision that did
+    not change the spec (labels or annotations only, or a rival revision with the same spec):
+    the generation stays, so no reconcile runs, yet its routes are the ones applied."""
+    if revision is None or (old or {}).get("revision") == revision:
         return None
-    current = by_type.get(READY)
-    if current is not None and (current.get("status"), current.get("reason"),
-                                current.get("message")) == (ready.status, ready.reason,
-                                                            ready.message):
+    if not _applied_now(_conditions(old), generation):
         return None
-    return {"conditions": set_condition(conditions, condition(
-        READY, ready.status, ready.reason, ready.message, generation=generation,
-        now=timestamp(now)))}
+    return {"revision": revision, "appliedAt": precise_timestamp(now)}
 
 
 # -- readiness --------------------------------------------------------------------------------
@@ -239,7 +338,8 @@ def ready_status(old: Mapping[str, Any] | None, ready: Readiness, *, generation:
 @dataclass(frozen=True)
 class Child:
     """A child of an overlay as the operator's index keeps it: its kind, name and uid, the
-    uid of the AIOverlay that controls it, and (a Deployment) whether it is available."""
+    uid of the AIOverlay that controls it, and (a Deployment) whether it is available and
+    what failed (:func:`deployment_problem`)."""
 
     kind: str
     name: str
@@ -247,6 +347,7 @@ class Child:
     owner_uid: str | None
     available: bool = True
     detail: str = ""
+    problem: Problem | None = None
 
 
 def child_state(obj: Mapping[str, Any]) -> Child:
@@ -272,7 +373,52 @@ def child_state(obj: Mapping[str, Any]) -> Child:
     current = seen is not None and (generation is None or seen >= generation)
     ok = current and available >= wanted and updated >= wanted
     detail = f"{available}/{wanted} available" if current else "rollout not observed yet"
-    return Child(kind, name, uid, owner, bool(ok), detail)
+    # conditions of a generation the controller has not observed describe an earlier rollout
+    problem = deployment_problem(obj) if current else None
+    return Child(kind, name, uid, owner, bool(ok), detail, problem)
+
+
+def deployment_problem(obj: Mapping[str, Any]) -> Problem | None:
+    """What failed in a Deployment, from the conditions its controller sets:
+    ``ReplicaFailure=True`` (pods cannot be created: a quota, an admission policy; reason
+    e.g. ``FailedCreate``), or ``Progressing=False`` with ``ProgressDeadlineExceeded`` (the
+    rollout stalled past ``progressDeadlineSeconds``: an image that cannot be pulled, pods
+    that never become ready). None when neither."""
+    conditions = (obj.get("status") or {}).get("conditions")
+    found = [c for c in conditions if isinstance(c, Mapping)] if isinstance(
+        conditions, list) else []
+    for c in found:
+        if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+            return Problem(str(c.get("reason") or "ReplicaFailure"),
+                           str(c.get("message") or "its pods cannot be created"))
+    for c in found:
+        if c.get("type") == "Progressing" and c.get("status") == "False" \
+                and c.get("reason") == "ProgressDeadlineExceeded":
+            return Problem("ProgressDeadlineExceeded",
+                           str(c.get("message") or "its rollout exceeded its progress "
+                               "deadline"))
+    return None
+
+
+def degradation(children: Iterable[Child], *, uid: str | None) -> Problem | None:
+    """The overlay's problem from its Deployments (those the overlay ``uid`` controls): the
+    reason of the first failing one by name, and a message naming each (at most 3), or None
+    when none failed."""
+    failing = sorted((c for c in children if c.kind == "Deployment" and c.problem is not None
+                      and (uid is None or c.owner_uid == uid)), key=lambda c: c.name)
+    if not failing:
+        return None
+    first = failing[0].problem
+    assert first is not None
+    parts = []
+    for child in failing[:3]:
+        problem = child.problem
+        assert problem is not None
+        label = f"Deployment {child.name}" + (
+            f" ({problem.reason})" if problem.reason != first.reason else "")
+        parts.append(f"{label}: {problem.message}")
+    more = f"; and {len(failing) - 3} more" if len(failing) > 3 else ""
+    return Problem(first.reason, "; ".join(parts) + more)
 
 
 def readiness(children: Iterable[Child], *, uid: str | None,
@@ -303,6 +449,62 @@ def stale_children(children: Iterable[Child], *, uid: str,
     kept = set(keep)
     return sorted((c for c in children if c.owner_uid == uid and (c.kind, c.name) not in kept),
                   key=lambda c: (c.kind, c.name))
+
+
+# -- what the status tells a user --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the operator reported on an overlay (its CR's status), as the SDK shows it.
+
+    ``state``: ``serving`` (the stored revision's routes are applied and every Deployment is
+    available), ``warming`` (applied, Deployments not all available yet), ``failed``
+    (``Degraded=True``: the generation could not be applied, or a Deployment failed;
+    ``message`` says which and why) or ``behind`` (the operator has not reported on the
+    stored revision yet). ``revision``: the revision whose routes are applied
+    (``status.revision``), ``applied_at`` when the operator recorded it, ``gateway_url`` the
+    overlay's gateway in the cluster; ``conditions`` by type."""
+
+    state: str
+    revision: int | None
+    applied_at: datetime | None
+    message: str
+    gateway_url: str | None
+    conditions: dict[str, dict[str, Any]]
+
+
+def reported(status: Mapping[str, Any] | None, *, generation: int | None,
+             revision: int) -> Report:
+    """What ``status`` says about the CR at ``generation`` (its ``metadata.generation``)
+    whose stored revision is ``revision``."""
+    status = status or {}
+    by_type = {str(c["type"]): dict(c) for c in _conditions(status)
+               if isinstance(c.get("type"), str)}
+    served = status.get("revision")
+    served = served if isinstance(served, int) and not isinstance(served, bool) else None
+    endpoints = status.get("endpoints")
+    gateway = endpoints.get("gateway") if isinstance(endpoints, Mapping) else None
+
+    def report(state: str, message: str) -> Report:
+        return Report(state, served, _parse_time(status.get("appliedAt")), message,
+                      gateway if isinstance(gateway, str) else None, by_type)
+
+    routes, degraded, ready = (by_type.get(t) for t in (ROUTES_APPLIED, DEGRADED, READY))
+    if routes is None:
+        return report("behind", "the operator has not reported on it yet")
+    if generation is not None and routes.get("observedGeneration") != generation:
+        return report("behind", f"the operator has not reconciled generation {generation} "
+                      f"yet (it reported on generation {routes.get('observedGeneration')})")
+    if degraded is not None and degraded.get("status") == "True":
+        return report("failed", f"{degraded.get('reason')}: {degraded.get('message')}")
+    if served != revision:
+        applied = f"revision {served}" if served is not None else "no revision"
+        return report("behind", f"the operator reports {applied} applied, not revision "
+                      f"{revision} yet")
+    if ready is not None and ready.get("status") == "True":
+        return report("serving", str(ready.get("message") or ""))
+    return report("warming", str((ready or {}).get("message") or ""))
 
 
 # -- resolving versions ---------------------------------------------------------------------

@@ -53,6 +53,7 @@ from kubernetes import client as k8s
 import tests.kmock_support as kmock_support
 from overlay_sdk.crd_cel import crd_errors
 from overlay_sdk.errors import BackendError, NotFoundError, ValidationError
+from overlay_sdk.k8s import cluster as kc
 from overlay_sdk.k8s import operator as op
 from overlay_sdk.k8s import reconcile as rc
 from overlay_sdk.k8s.manifests import VersionTarget
@@ -593,6 +594,218 @@ def test_an_unreachable_registry_is_degraded_then_recovers(
     assert event_with(cluster, NS, "offline", "Applied")
 
 
+# -- revisions that leave the spec as it was ----------------------------------------------------
+
+
+def test_a_revision_that_leaves_the_spec_still_moves_status_revision(
+        running: OperatorThread, store: KubernetesStore, kubectl: k8s.CustomObjectsApi,
+        cluster: ClusterThread) -> None:
+    """An annotation-only revision, and then a rival revision with the same spec, bump no
+    generation (no reconcile runs): the status follows the store's revision anyway."""
+    store.apply(parse_overlay(overlay_doc("relabelled")))
+    cr = wait_for("generation 1", lambda: applied(kubectl, "relabelled", 1))
+    assert cr["status"]["revision"] == 1
+    first_applied = cr["status"]["appliedAt"]
+
+    def at_revision(number: int) -> dict[str, Any] | None:
+        found = get_cr(kubectl, "relabelled")
+        return found if (found.get("status") or {}).get("revision") == number else None
+
+    doc = overlay_doc("relabelled")
+    doc["metadata"]["annotations"] = {"example.com/owner": "ada"}
+    second = store.apply(parse_overlay(doc), expected_revision=1, message="owner")
+    assert second.revision == 2
+    cr = wait_for("status.revision 2", lambda: at_revision(2))
+    assert cr["metadata"]["generation"] == 1  # nothing for the API server to count
+    assert cr["metadata"]["annotations"][REVISION_ANNOTATION] == "2"
+    assert conditions(cr)[rc.ROUTES_APPLIED]["observedGeneration"] == 1
+    assert cr["status"]["appliedAt"] > first_applied
+    third = store.apply(parse_overlay(doc), message="the same again")  # a rival, same spec
+    assert third.revision == 3
+    cr = wait_for("status.revision 3", lambda: at_revision(3))
+    assert cr["metadata"]["generation"] == 1 and doc_ok(cr)
+    # the routes did not change: nothing new to tell
+    assert len([e for e in events(cluster, NS, "relabelled") if e["reason"] == "Applied"]) == 1
+
+
+def test_a_revision_waits_for_its_generation(running: OperatorThread,
+                                             kubectl: k8s.CustomObjectsApi,
+                                             registry: FakeRegistry, store: KubernetesStore,
+                                             fast_retries: None) -> None:
+    """A revision whose spec could not be applied is not recorded as applied: the status
+    keeps the revision it serves (the revision handler waits for RoutesApplied)."""
+    store.apply(parse_overlay(overlay_doc("held")))
+    wait_for("generation 1", lambda: applied(kubectl, "held", 1))
+    store.apply(parse_overlay(overlay_doc("held", {"copilot:3": 50, "copilot:8": 50})))
+    cr = wait_for("VersionNotFound", lambda: degraded(kubectl, "held", "VersionNotFound"))
+    time.sleep(0.3)
+    cr = get_cr(kubectl, "held")
+    assert cr["metadata"]["generation"] == 2
+    assert cr["metadata"]["annotations"][REVISION_ANNOTATION] == "2"
+    assert cr["status"]["revision"] == 1  # still serving revision 1
+    registry.targets["copilot:8"] = VersionTarget("copilot:8", "provider")
+    cr = wait_for("the retry", lambda: applied(kubectl, "held", 2))
+    assert cr["status"]["revision"] == 2
+
+
+# -- children that fail ------------------------------------------------------------------------
+
+
+def deployment_status(available: int, *conditions_: dict[str, Any]) -> dict[str, Any]:
+    """What the Deployment controller reports of generation 1."""
+    return {"status": {"observedGeneration": 1, "replicas": max(available, 1),
+                       "updatedReplicas": available, "readyReplicas": available,
+                       "availableReplicas": available, "conditions": list(conditions_)}}
+
+
+QUOTA = ('pods "failing-copilot-v3-7d9f" is forbidden: exceeded quota: compute, requested: '
+         'cpu=2, used: cpu=8, limited: cpu=8')
+STALLED = 'ReplicaSet "failing-gateway-5c8b" has timed out progressing.'
+
+
+def test_a_failing_deployment_degrades_the_overlay_until_it_recovers(
+        running: OperatorThread, store: KubernetesStore, kubectl: k8s.CustomObjectsApi,
+        cluster: ClusterThread) -> None:
+    store.apply(parse_overlay(overlay_doc("failing")))
+    wait_for("generation 1", lambda: applied(kubectl, "failing", 1))
+    apps = k8s.AppsV1Api(cluster.api_client())
+    apps.patch_namespaced_deployment_status("failing-copilot-v3", NS, deployment_status(
+        0, {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+            "message": QUOTA}))
+    cr = wait_for("Degraded", lambda: degraded(kubectl, "failing", "FailedCreate"))
+    c = conditions(cr)
+    assert c[rc.DEGRADED]["message"] == f"Deployment failing-copilot-v3: {QUOTA}"
+    assert (c[rc.READY]["status"], c[rc.READY]["reason"]) == ("False", "FailedCreate")
+    assert c[rc.READY]["message"] == c[rc.DEGRADED]["message"]
+    assert (c[rc.ROUTES_APPLIED]["status"], c[rc.ROUTES_APPLIED]["observedGeneration"]) == \
+        ("True", 1)  # the routes are applied: the failure is the children's
+    assert doc_ok(cr)
+    warning = wait_for("a Warning Event", lambda: event_with(cluster, NS, "failing",
+                                                             "FailedCreate"))
+    assert warning["type"] == "Warning" and "failing-copilot-v3" in warning["message"]
+    # a second one, stalled past its progress deadline
+    apps.patch_namespaced_deployment_status("failing-gateway", NS, deployment_status(
+        0, {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": STALLED}))
+    cr = wait_for("both named", lambda: (lambda x: x if "failing-gateway" in conditions(x)[
+        rc.DEGRADED]["message"] else None)(get_cr(kubectl, "failing")))
+    assert conditions(cr)[rc.DEGRADED]["message"] == (
+        f"Deployment failing-copilot-v3: {QUOTA}; Deployment failing-gateway "
+        f"(ProgressDeadlineExceeded): {STALLED}")
+    # both recover: Degraded cleared, Ready from availability again
+    progressing = {"type": "Progressing", "status": "True", "reason":
+                   "NewReplicaSetAvailable", "message": "rolled out"}
+    apps.patch_namespaced_deployment_status("failing-copilot-v3", NS, deployment_status(
+        1, {"type": "ReplicaFailure", "status": "False", "reason": "FailedCreate",
+            "message": "quota raised"}, progressing))
+    apps.patch_namespaced_deployment_status("failing-gateway", NS, {"status": {
+        **deployment_status(2, progressing)["status"], "replicas": 2}})
+
+    def recovered() -> dict[str, Any] | None:
+        found = get_cr(kubectl, "failing")
+        return found if conditions(found)[rc.READY]["status"] == "True" else None
+
+    cr = wait_for("the recovery", recovered)
+    c = conditions(cr)
+    assert (c[rc.DEGRADED]["status"], c[rc.DEGRADED]["reason"]) == ("False", "Reconciled")
+    assert c[rc.READY]["message"] == "2 Deployments available"
+    assert wait_for("a Recovered Event", lambda: event_with(cluster, NS, "failing",
+                                                            "Recovered"))["type"] == "Normal"
+
+
+def test_a_reconcile_keeps_a_childs_failure(running: OperatorThread, store: KubernetesStore,
+                                            kubectl: k8s.CustomObjectsApi,
+                                            cluster: ClusterThread) -> None:
+    """A new generation applied while a Deployment it keeps is failing stays Degraded (no
+    Degraded=False in between), and a reconcile failure still wins over it."""
+    store.apply(parse_overlay(overlay_doc("stuck")))
+    wait_for("generation 1", lambda: applied(kubectl, "stuck", 1))
+    apps = k8s.AppsV1Api(cluster.api_client())
+    apps.patch_namespaced_deployment_status("stuck-copilot-v3", NS, deployment_status(
+        0, {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": "timed out"}))
+    wait_for("Degraded", lambda: degraded(kubectl, "stuck", "ProgressDeadlineExceeded"))
+    store.apply(parse_overlay(overlay_doc("stuck", {"copilot:3": 60, "copilot:4": 40})))
+    cr = wait_for("generation 2", lambda: applied(kubectl, "stuck", 2))
+    c = conditions(cr)
+    assert (c[rc.DEGRADED]["status"], c[rc.DEGRADED]["reason"]) == (
+        "True", "ProgressDeadlineExceeded")
+    assert c[rc.DEGRADED]["observedGeneration"] == 2
+    assert c[rc.DEGRADED]["message"] == "Deployment stuck-copilot-v3: timed out"
+
+
+# -- o.status() in a cluster ------------------------------------------------------------------
+
+
+def test_status_in_a_cluster_is_what_the_operator_reported(
+        running: OperatorThread, cluster: ClusterThread, registry: FakeRegistry,
+        registry_home: Path, tmp_path: Path) -> None:
+    """The notebook's ``o.status()`` on a Kubernetes store reads the AIOverlay's status: the
+    revision whose routes the operator applied, warming until the Deployments are available,
+    serving then, failed with the reason when one fails; behind until it reports."""
+    from overlay_sdk.client import ControlPlane, connect
+
+    for key in ("fraud:1", "fraud:2"):
+        registry.targets[key] = VersionTarget(key, "mlflow")
+    with connect(registry_home) as shared:
+        models = shared.models
+    store = KubernetesStore(NS, cluster.api_client(), poll_interval=0.05)
+    cp = ControlPlane(tmp_path, store, models, author="ada")
+    kubectl = k8s.CustomObjectsApi(cluster.api_client())
+    try:
+        o = cp.overlays.create("seen", host="http://crm.internal:8080",
+                               routes={"fraud:1": 90, "fraud:2": 10})
+        first = wait_for("revision 1 applied", lambda: (
+            lambda st: st if st.serving_revision == 1 else None)(o.status()))
+        assert (first.name, first.revision, first.state) == ("seen", 1, "warming")
+        assert first.message.startswith("waiting for ") and "seen-fraud-v1" in first.message
+        assert first.gateway_url == "http://seen-gateway.team-a.svc.cluster.local:8700"
+        assert first.up_to_date and first.versions == {"fraud:1": "applied",
+                                                       "fraud:2": "applied"}
+        cr = get_cr(kubectl, "seen")
+        assert first.applied_at is not None
+        assert first.applied_at.isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z") == cr["status"]["appliedAt"]
+        assert first.propagation_ms is not None and 0 <= first.propagation_ms < 10_000
+        assert list(first.history["revision"]) == [1]
+        assert "stored revision 1, revision 1 serving since" in str(first)
+
+        o.set_traffic({"fraud:1": 50, "fraud:2": 50})
+        assert o.revision == 2
+        moved = wait_for("revision 2 applied", lambda: (
+            lambda st: st if st.serving_revision == 2 else None)(o.status()))
+        assert (moved.revision, moved.state) == (2, "warming")
+        # the operator's report is the status: what it says, o.status() says
+        apps = k8s.AppsV1Api(cluster.api_client())
+        for name, replicas in (("seen-fraud-v1", 1), ("seen-fraud-v2", 1),
+                               ("seen-gateway", 2)):
+            apps.patch_namespaced_deployment_status(name, NS, {"status": {
+                **deployment_status(replicas)["status"], "replicas": replicas}})
+        serving = wait_for("serving", lambda: (
+            lambda st: st if st.state == "serving" else None)(o.status()))
+        assert (serving.revision, serving.serving_revision) == (2, 2)
+        assert serving.message == "3 Deployments available"
+        apps.patch_namespaced_deployment_status("seen-fraud-v2", NS, deployment_status(
+            0, {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": "exceeded quota"}))
+        failed = wait_for("failed", lambda: (
+            lambda st: st if st.state == "failed" else None)(o.status()))
+        assert failed.message == "FailedCreate: Deployment seen-fraud-v2: exceeded quota"
+        assert failed.serving_revision == 2
+    finally:
+        cp.close()
+    # a revision the operator has not reported on yet: behind (read without an operator)
+    with KubernetesStore(RESTART_NS, cluster.api_client()) as other:
+        other.apply(parse_overlay(overlay_doc("unseen")))
+        offline = ControlPlane(tmp_path, other, models, author="ada")
+        status = offline.overlays.get("unseen").status()
+        assert (status.state, status.revision, status.serving_revision) == ("behind", 1, None)
+        assert status.message == "the operator has not reported on it yet"
+        assert status.history.empty and status.versions == {"copilot:3": "not applied",
+                                                            "copilot:4": "not applied"}
+        other.delete("unseen")
+
+
 # -- readiness, deletion, alerts ---------------------------------------------------------------
 
 
@@ -873,7 +1086,7 @@ def test_the_gateway_role_allows_what_the_store_reads(
     a revision, and watch, all allowed by deploy/rbac/gateway.yaml (and nothing else used)."""
     store.apply(parse_overlay(overlay_doc("read-me")))
     config = write_kubeconfig(tmp_path / "config", cluster.url, GATEWAY_TOKEN, NS)
-    api = k8s.ApiClient(op.load_configuration(str(config), "kmock"))
+    api = k8s.ApiClient(kc.load_configuration(str(config), "kmock"))
     try:
         with KubernetesStore(NS, api, poll_interval=0.05) as reader:
             assert reader.get("read-me").revision == 1
@@ -941,8 +1154,8 @@ def test_apply_creates_on_404(tmp_path: Path) -> None:
         with pytest.raises(BackendError, match="install the CRD first"):
             asyncio.run(operator.serve())
         operator.close()
-        api = k8s.ApiClient(op.load_configuration(str(config), "kmock"))
-        cluster = op.Cluster(api)
+        api = k8s.ApiClient(kc.load_configuration(str(config), "kmock"))
+        cluster = kc.Cluster(api)
         try:
             for manifest in manifests:
                 assert cluster.apply(manifest)["metadata"]["name"] == \
@@ -1046,16 +1259,34 @@ def test_an_unreachable_mlflow_registry_is_a_clear_failure(
 
 def test_the_kubeconfig_gives_kopf_the_same_identity(tmp_path: Path) -> None:
     config = write_kubeconfig(tmp_path / "config", "https://k8s.example:6443", "s3cret", "a")
-    info = op.connection_info(op.load_configuration(str(config), "kmock"))
+    info = kc.connection_info(kc.load_configuration(str(config), "kmock"))
     assert (info.server, info.scheme, info.token) == ("https://k8s.example:6443", "Bearer",
                                                       "s3cret")
     with pytest.raises(ValidationError) as caught:
-        op.load_configuration(str(config), "other")
+        kc.load_configuration(str(config), "other")
     assert "--context" in str(caught.value) and "other" in str(caught.value)
     with pytest.raises(ValidationError, match="is not a file"):
-        op.load_configuration(str(tmp_path / "absent"), None)
+        kc.load_configuration(str(tmp_path / "absent"), None)
     with pytest.raises(ValidationError, match="namespace name"):
         op.OperatorConfig(namespaces=("Team_A",))
+
+
+def test_the_operator_is_handlers_over_the_cluster_module() -> None:
+    """The API plumbing lives in overlay_sdk.k8s.cluster: the operator module imports no
+    HTTP or client-configuration code, and still offers the names it always had
+    (benchmarks/bench_operator.py uses op.Cluster and op.KINDS)."""
+    import ast
+    import inspect
+
+    assert all(hasattr(kc, name) for name in kc.__all__)
+    for name in ("Cluster", "KINDS", "FIELD_MANAGER", "PLURAL", "connection_info",
+                 "load_configuration"):
+        assert name in op.__all__ and getattr(op, name) is getattr(kc, name)
+    tree = ast.parse(inspect.getsource(op))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & {"urllib3", "json", "os", "kubernetes.client.exceptions",
+                           "kubernetes.config"}, imported
 
 
 # -- the decisions -----------------------------------------------------------------------------
