@@ -473,6 +473,7 @@ class Operator:
             self._failed(body, status, patch, rc.Failure(
                 "ReconcileError", f"{type(err).__name__}: {err}; retrying (see the operator's "
                 "log)", min_delay=10.0), generation, retry, now)
+        self._record_edit(meta, body)
         spec = applied.overlay.spec
         summary = rc.route_summary(spec)
         children = self._children(kwargs, meta)
@@ -508,6 +509,20 @@ class Operator:
         if applied.pruned:
             message += f"; removed {', '.join(applied.pruned)}"
         post_event(body, "Normal", "Applied", message)
+
+    def _record_edit(self, meta: Mapping[str, Any], body: kopf.Body) -> None:
+        """A spec edited beside the store (kubectl, GitOps) becomes the overlay's next
+        revision in its history at once (author ``kubernetes``), not at the next SDK write."""
+        from overlay_sdk.store.kubernetes import pending_edit
+
+        if pending_edit(body) is None:
+            return
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        try:
+            self.store(namespace).settle(name)
+        except OverlayError as err:  # the next reconcile or SDK write records it
+            _log.warning("recording the edit of %s/%s in its history failed: %s",
+                         namespace, name, err)
 
     def _failed(self, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch,
                 failure: rc.Failure, generation: int | None, retry: int,

@@ -113,6 +113,7 @@ __all__ = [
     "URL_SCHEME",
     "KubernetesStore",
     "parse_url",
+    "pending_edit",
     "revision_object_name",
 ]
 
@@ -317,6 +318,20 @@ def _revision_of(data: Any, where: str) -> Revision:
         message=str(data["message"]),
         changes=str(data["changes"]),
     )
+
+
+def pending_edit(obj: Mapping[str, Any]) -> Revision | None:
+    """The revision an AIOverlay object stands for when its spec was edited beside the store
+    and not recorded yet (the operator then calls :meth:`KubernetesStore.settle`); None
+    when its spec is its record's, or it carries no (readable) record. No I/O."""
+    text = (_meta(obj).get("annotations") or {}).get(RECORD_ANNOTATION)
+    if not isinstance(text, str) or _meta(obj).get("deletionTimestamp"):
+        return None
+    try:
+        record = _revision_of(json.loads(text), f"AIOverlay {_meta(obj).get('name')!r}")
+    except (ValueError, BackendError):
+        return None
+    return _edit_of(obj, record) if record.action == "apply" else None
 
 
 def _edit_of(obj: Mapping[str, Any], record: Revision) -> Revision | None:

@@ -58,7 +58,7 @@ from overlay_sdk.k8s import operator as op
 from overlay_sdk.k8s import reconcile as rc
 from overlay_sdk.k8s.manifests import VersionTarget
 from overlay_sdk.spec import ModelRef, parse_overlay
-from overlay_sdk.store.kubernetes import REVISION_ANNOTATION, KubernetesStore
+from overlay_sdk.store.kubernetes import EXTERNAL_AUTHOR, REVISION_ANNOTATION, KubernetesStore
 from tests.kmock_support import AIOVERLAYS, ClusterThread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -493,6 +493,24 @@ def test_a_weight_change_through_the_store_moves_the_routes(
     assert event_with(cluster, NS, "weights", "Applied",
                       "generation 2 (revision 2): copilot:3=95 copilot:4=5; changed: routes "
                       "copilot:3 80->95, copilot:4 20->5")
+
+
+def test_a_spec_edited_with_kubectl_is_applied_and_recorded_in_the_history(
+        running: OperatorThread, store: KubernetesStore, kubectl: k8s.CustomObjectsApi,
+        cluster: ClusterThread) -> None:
+    store.apply(parse_overlay(overlay_doc("edited")), author="ana")
+    wait_for("generation 1", lambda: applied(kubectl, "edited", 1))
+    spec = overlay_doc("edited", {"copilot:3": 60, "copilot:4": 40})["spec"]
+    kubectl.patch_namespaced_custom_object(GROUP, VERSION, NS, "aioverlays", "edited",
+                                           {"spec": spec})
+    cr = wait_for("revision 2 in the status",
+                  lambda: (c := applied(kubectl, "edited", 2)) and
+                  c["status"].get("revision") == 2 and c)
+    assert conditions(cr)[rc.ROUTES_APPLIED]["message"] == "copilot:3=60 copilot:4=40"
+    # recorded by the operator, not by a later write
+    assert stored(cluster, "apps/v1/controllerrevisions", NS, "edited.r2") is not None
+    last = store.history("edited")[-1]
+    assert (last.revision, last.author) == (2, EXTERNAL_AUTHOR)
 
 
 def test_a_version_no_longer_routed_loses_its_model_server(
