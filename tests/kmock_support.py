@@ -16,7 +16,11 @@ out and our code depends on:
 - the ``status`` subresource: a PATCH of ``.../status`` changes only ``status``, a PATCH of
   the object itself never changes ``status`` (and neither bumps ``generation`` for status);
 - server-side apply (``application/apply-patch+yaml``) of a missing object creates it
-  (kmock answers 404); an existing one is merged as a plain dict (no field ownership);
+  (kmock answers 404); an existing one is merged as a plain dict, except that a field the
+  same ``fieldManager`` applied last time and leaves out now is removed (what an API server
+  does with a field only that manager owns: the operator's Deployment losing ``replicas`` to
+  an autoscaler, or an annotation it stopped rendering). There is no other field ownership:
+  no conflicts, and a field set by someone else too is removed all the same;
 - ``labelSelector`` (``k``, ``!k``, ``k=v``, ``k==v``, ``k!=v``, comma-separated) on lists
   and watches, and on watches ``resourceVersion`` (no initial ADDED burst for objects not
   newer than it) and ``timeoutSeconds`` (the server ends the stream);
@@ -195,6 +199,27 @@ def _merge(old: Any, patch: Any) -> Any:
     return result
 
 
+def _dropped(before: Any, now: Any) -> dict[str, Any]:
+    """A merge patch removing what ``before`` (an earlier apply) set and ``now`` leaves out:
+    leaves set to None, maps followed into (their other keys untouched); lists are atomic."""
+    out: dict[str, Any] = {}
+    if not isinstance(before, Mapping):
+        return out
+    for key, value in before.items():
+        if key in ("status",):
+            continue
+        if isinstance(now, Mapping) and key in now:
+            if isinstance(value, Mapping) and isinstance(now[key], Mapping):
+                inner = _dropped(value, now[key])
+                if inner:
+                    out[key] = inner
+        elif isinstance(value, Mapping) and value:
+            out[key] = _dropped(value, {})
+        else:
+            out[key] = None
+    return out
+
+
 def _body(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What ``generation`` counts: everything outside ``metadata`` and ``status``."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
@@ -270,6 +295,8 @@ class ApiServer(kmock.KubernetesEmulator, _FastRouting):
     resource_version: int = 1000
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _stopping: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    # (resource, namespace, name, fieldManager) -> (uid, what that manager applied last)
+    _applied: dict[tuple[Any, ...], tuple[str, Any]] = attrs.field(factory=dict, init=False)
 
     def stop_watches(self) -> None:
         """End every open watch stream (the server cannot shut down while one is open)."""
@@ -329,24 +356,37 @@ class ApiServer(kmock.KubernetesEmulator, _FastRouting):
             raise kmock.KubernetesError(
                 415, "UnsupportedMediaType", "this emulator applies merge patches and "
                 f"server-side apply only, not {content_type or 'this body'}")
+        applying = content_type.startswith("application/apply-patch") \
+            and not request.subresource
+        manager = (*key, request.params.get("fieldManager", ""))
         if stored is None:
-            if content_type.startswith("application/apply-patch") and not request.subresource:
+            if applying:
                 data = dict(request.data)
                 data.setdefault("metadata", {})
                 data["metadata"] = {**data["metadata"], "name": request.name}
                 _replace(request, action=kmock.action.CREATE)
-                return self._prepare_create(request, data)
+                created = self._prepare_create(request, data)
+                self._applied[manager] = (created.data["metadata"]["uid"],
+                                          copy.deepcopy(dict(request.data)))
+                return created
             return request  # kmock answers 404
         patch = copy.deepcopy(dict(request.data))
-        meta_patch = dict(patch.get("metadata") or {})
         old = stored.last.raw
         old_meta = old.get("metadata", {})
-        want = meta_patch.pop("resourceVersion", None)
+        want = (patch.get("metadata") or {}).get("resourceVersion")
         if want is not None and str(want) != str(old_meta.get("resourceVersion")):
             raise kmock.KubernetesError(
                 409, "Conflict", f"Operation cannot be fulfilled on "
                 f"{self._what(resource, request.name)}: the object has been modified; please "
                 "apply your changes to the latest version and try again")
+        if applying:
+            uid = str(old_meta.get("uid"))
+            before = self._applied.get(manager)
+            if before is not None and before[0] == uid:
+                patch = _merge(_dropped(before[1], patch), patch)
+            self._applied[manager] = (uid, copy.deepcopy(dict(request.data)))
+        meta_patch = dict(patch.get("metadata") or {})
+        meta_patch.pop("resourceVersion", None)
         for frozen in ("uid", "creationTimestamp", "generation", "name", "namespace"):
             meta_patch.pop(frozen, None)
         if request.subresource == "status":

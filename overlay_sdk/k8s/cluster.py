@@ -12,9 +12,9 @@ and the cluster:
   *server-side apply* of a child (field manager ``overlay-operator``, ``force``; a create when
   the apply answers 404, as an API server without apply-creates would, then an apply again if
   that create finds it made meanwhile) (:meth:`Cluster.apply`), deletion of the children a
-  generation leaves behind (:meth:`Cluster.prune`), and status patches carrying the
-  ``resourceVersion`` read (:meth:`Cluster.patch_status`). Every failure is a
-  :class:`~overlay_sdk.k8s.reconcile.Failure` naming what was being done;
+  generation leaves behind, HorizontalPodAutoscalers among them (:meth:`Cluster.prune`), and
+  status patches carrying the ``resourceVersion`` read (:meth:`Cluster.patch_status`). Every
+  failure is a :class:`~overlay_sdk.k8s.reconcile.Failure` naming what was being done;
 - **the children as watched**: the ids of kopf's indices of the overlays' Deployments and
   Services, and the overlay's entries in them (:func:`children_of`);
 - **Events** on the overlay (:func:`post_event`).
@@ -64,6 +64,8 @@ FIELD_MANAGER = "overlay-operator"
 KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("v1", "Service"): ("/api/v1", "services"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2",
+                                                   "horizontalpodautoscalers"),
     ("networking.istio.io/v1", "DestinationRule"): ("/apis/networking.istio.io/v1",
                                                     "destinationrules"),
     ("networking.istio.io/v1", "VirtualService"): ("/apis/networking.istio.io/v1",
@@ -71,8 +73,12 @@ KINDS: dict[tuple[str, str], tuple[str, str]] = {
 }
 """What the renderer makes: (apiVersion, kind) -> (API path prefix, plural)."""
 
-PRUNED: tuple[tuple[str, str], ...] = (("apps/v1", "Deployment"), ("v1", "Service"))
-"""Kinds whose names depend on the versions routed: a new generation may leave some behind."""
+PRUNED: tuple[tuple[str, str], ...] = (("apps/v1", "Deployment"), ("v1", "Service"),
+                                       ("autoscaling/v2", "HorizontalPodAutoscaler"))
+"""Kinds whose names depend on the versions routed (and, for the autoscalers, on
+``spec.scaling``): a new generation may leave some behind. Deployments and Services are
+indexed; an autoscaler is known from the Deployment that names it
+(:func:`~overlay_sdk.k8s.reconcile.stale_children`)."""
 
 DEPLOYMENTS_INDEX, SERVICES_INDEX = "overlay_deployments", "overlay_services"
 """The ids of kopf's indices of the children (and of the handler arguments holding them)."""
@@ -253,7 +259,8 @@ class Cluster:
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str,
                uid: str | None) -> None:
-        """Delete one object (if it is still the one with ``uid``); gone already is fine."""
+        """Delete one object (if it is still the one with ``uid``; None or empty: the one of
+        that name); gone already is fine."""
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions",
                                 "propagationPolicy": "Background"}
         if uid:

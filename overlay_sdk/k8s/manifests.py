@@ -3,12 +3,13 @@
 - :class:`VersionTarget`: what runs one resolved model version (an MLflow model served by
   the model server, a registered container image, or a hosted provider that runs nowhere);
 - :class:`RenderSettings`: the namespace, images, ports, registry and label prefix;
-- names, labels, owner references, security contexts, probes and resource requirements.
+- names, labels, owner references, security contexts, probes, resource requirements and
+  the CPU target of a model server's ``HorizontalPodAutoscaler``.
 
-Used by :mod:`overlay_sdk.k8s.render`, which assembles them into Deployments, Services and
-Istio routes (and re-exports the two value objects). Pure and deterministic: the same
-arguments give equal dicts, with keys in the same order, so the rendered YAML is
-byte-for-byte stable; every call returns fresh dicts.
+Used by :mod:`overlay_sdk.k8s.render`, which assembles them into Deployments, Services,
+HorizontalPodAutoscalers and Istio routes (and re-exports the two value objects). Pure and
+deterministic: the same arguments give equal dicts, with keys in the same order, so the
+rendered YAML is byte-for-byte stable; every call returns fresh dicts.
 
 Names are DNS labels (at most 63 characters, lowercase letters, digits and '-', starting
 with a letter so that they are valid Service names too). A name that is already one is
@@ -30,6 +31,7 @@ from overlay_sdk.registry_resources import Resources
 from overlay_sdk.spec import API_GROUP, API_VERSION, KIND, MODEL_NAME, VERSION
 
 __all__ = [
+    "AUTOSCALER_ANNOTATION",
     "DNS_1035",
     "GATEWAY_RESOURCES",
     "GPU_RESOURCE",
@@ -39,6 +41,7 @@ __all__ = [
     "TargetKind",
     "VersionTarget",
     "container_security",
+    "cpu_autoscaler_spec",
     "cpu_quantity",
     "dns_label",
     "gpu_annotations",
@@ -54,6 +57,11 @@ __all__ = [
 
 MANAGED_BY = "overlay-operator"
 GPU_RESOURCE = "nvidia.com/gpu"
+AUTOSCALER_ANNOTATION = f"{API_GROUP}/autoscaler"
+"""On a model server's Deployment: the name of the ``HorizontalPodAutoscaler`` rendered for
+it (absent: none). The operator reads it back from the Deployments it watches to prune that
+autoscaler once it is no longer rendered, so its key is the operator's own (under the API
+group, as the owner references), whatever ``RenderSettings.label_prefix`` says."""
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 """A DNS-1035 label: what Service names must be (and what every rendered name is)."""
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
@@ -163,7 +171,10 @@ class RenderSettings:
     ``store_uri`` where the gateway reads the overlay (default ``k8s:///<namespace>``, the
     in-cluster Kubernetes store). The optional secrets (absent: ignored) give environment
     variables: provider API keys and ``OVERLAY_TELEMETRY_URL`` to the gateway, artifact
-    store credentials to the model servers."""
+    store credentials to the model servers. ``model_server_cpu_utilization`` is the target
+    of a model server's ``HorizontalPodAutoscaler`` (rendered when the overlay's
+    ``spec.scaling`` allows more than one replica): the average CPU use of its pods, in percent
+    of their CPU request (above 100 is possible: model servers have no CPU limit)."""
 
     namespace: str = "default"
     gateway_image: str = "ghcr.io/overlay-sdk/overlay-gateway:0.1.0"
@@ -178,6 +189,7 @@ class RenderSettings:
     gateway_replicas: int = 2
     gateway_resources: Resources = GATEWAY_RESOURCES
     model_server_resources: Resources = MODEL_SERVER_RESOURCES
+    model_server_cpu_utilization: int = 70
     gateway_service_account: str | None = "overlay-gateway"
     gateway_secret: str | None = "overlay-gateway"
     model_server_secret: str | None = "overlay-model-server"
@@ -222,6 +234,12 @@ class RenderSettings:
                 or not 1 <= self.gateway_replicas <= 1000):
             out.append(FieldError("settings.gateway_replicas", "must be an integer from 1 to "
                                   f"1000, got {self.gateway_replicas!r:.40}"))
+        utilization = self.model_server_cpu_utilization
+        if (isinstance(utilization, bool) or not isinstance(utilization, int)
+                or not 1 <= utilization <= 1000):
+            out.append(FieldError("settings.model_server_cpu_utilization", "must be the "
+                                  "autoscaling target in percent of the CPU request, an "
+                                  f"integer from 1 to 1000, got {utilization!r:.40}"))
         for name in ("gateway_resources", "model_server_resources"):
             if not isinstance(getattr(self, name), Resources):
                 out.append(FieldError(f"settings.{name}", "must be a Resources"))
@@ -352,6 +370,21 @@ def requirements(resources: Resources, fallback: Resources) -> dict[str, Any]:
     if requests:
         out["requests"] = requests
     return out
+
+
+def cpu_autoscaler_spec(deployment: str, *, min_replicas: int, max_replicas: int,
+                        utilization: int) -> dict[str, Any]:
+    """``spec`` of an ``autoscaling/v2`` HorizontalPodAutoscaler keeping the average CPU use
+    of ``deployment``'s pods at ``utilization`` percent of their request, between
+    ``min_replicas`` (at least 1) and ``max_replicas`` replicas."""
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "metrics": [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization",
+                                      "averageUtilization": utilization}}}],
+    }
 
 
 def gpu_annotations(resources: Resources, prefix: str) -> dict[str, str]:

@@ -18,8 +18,8 @@ are dense:
   Deployments are available and the overlay therefore ready (:func:`readiness`), whether one
   of them failed (``ReplicaFailure=True``, or ``Progressing=False`` past its progress
   deadline) and the overlay is therefore degraded (:func:`deployment_problem`,
-  :func:`degradation`), and what a new generation leaves behind: children no longer rendered
-  (:func:`stale_children`);
+  :func:`degradation`), and what a new generation leaves behind: children no longer rendered,
+  among them the HorizontalPodAutoscaler an indexed Deployment names (:func:`stale_children`);
 - what a CR's status tells a user of the SDK (:func:`reported`: serving, warming, failed or
   behind, and the revision whose routes are applied).
 """
@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from overlay_sdk.errors import BackendError, NotFoundError, ValidationError
-from overlay_sdk.k8s.manifests import VersionTarget
+from overlay_sdk.k8s.manifests import AUTOSCALER_ANNOTATION, VersionTarget
 from overlay_sdk.spec import (
     API_GROUP,
     API_VERSION,
@@ -44,6 +44,7 @@ from overlay_sdk.spec import (
 )
 
 __all__ = [
+    "AUTOSCALER_KIND",
     "CONDITION_TYPES",
     "DEGRADED",
     "READY",
@@ -338,8 +339,9 @@ def revision_status(old: Mapping[str, Any] | None, *, revision: int | None,
 @dataclass(frozen=True)
 class Child:
     """A child of an overlay as the operator's index keeps it: its kind, name and uid, the
-    uid of the AIOverlay that controls it, and (a Deployment) whether it is available and
-    what failed (:func:`deployment_problem`)."""
+    uid of the AIOverlay that controls it, and (a Deployment) whether it is available, what
+    failed (:func:`deployment_problem`) and the HorizontalPodAutoscaler rendered for it
+    (``autoscaler``, from its :data:`~overlay_sdk.k8s.manifests.AUTOSCALER_ANNOTATION`)."""
 
     kind: str
     name: str
@@ -348,6 +350,7 @@ class Child:
     available: bool = True
     detail: str = ""
     problem: Problem | None = None
+    autoscaler: str | None = None
 
 
 def child_state(obj: Mapping[str, Any]) -> Child:
@@ -375,7 +378,9 @@ def child_state(obj: Mapping[str, Any]) -> Child:
     detail = f"{available}/{wanted} available" if current else "rollout not observed yet"
     # conditions of a generation the controller has not observed describe an earlier rollout
     problem = deployment_problem(obj) if current else None
-    return Child(kind, name, uid, owner, bool(ok), detail, problem)
+    scaler = (meta.get("annotations") or {}).get(AUTOSCALER_ANNOTATION)
+    return Child(kind, name, uid, owner, bool(ok), detail, problem,
+                 scaler if isinstance(scaler, str) and scaler else None)
 
 
 def deployment_problem(obj: Mapping[str, Any]) -> Problem | None:
@@ -442,12 +447,25 @@ def readiness(children: Iterable[Child], *, uid: str | None,
 # -- what a new generation leaves behind ------------------------------------------------------
 
 
+AUTOSCALER_KIND = "HorizontalPodAutoscaler"
+
+
 def stale_children(children: Iterable[Child], *, uid: str,
                    keep: Iterable[tuple[str, str]]) -> list[Child]:
     """The children controlled by the overlay ``uid`` whose (kind, name) is not in ``keep``
-    (what was just rendered): the model servers of versions no longer routed nor shadowed."""
+    (what was just rendered): the model servers of versions no longer routed nor shadowed,
+    and the HorizontalPodAutoscaler each of its Deployments names (``Child.autoscaler``: the
+    index holds no autoscalers) when it is no longer rendered: its version is gone, or
+    ``spec.scaling`` no longer allows more than one replica. Such an autoscaler has no uid
+    here (it is deleted by name)."""
     kept = set(keep)
-    return sorted((c for c in children if c.owner_uid == uid and (c.kind, c.name) not in kept),
+    known = list(children)
+    seen = {(c.kind, c.name) for c in known}
+    for c in list(known):
+        if c.kind == "Deployment" and c.autoscaler and (AUTOSCALER_KIND, c.autoscaler) not in seen:
+            seen.add((AUTOSCALER_KIND, c.autoscaler))
+            known.append(Child(AUTOSCALER_KIND, c.autoscaler, "", c.owner_uid))
+    return sorted((c for c in known if c.owner_uid == uid and (c.kind, c.name) not in kept),
                   key=lambda c: (c.kind, c.name))
 
 

@@ -2,9 +2,10 @@
 
 ``render(overlay, versions, settings=...)`` returns plain dicts, in apply order:
 
-- per self-hosted version (routed or shadow), a ``Deployment`` and a ``Service``: an MLflow
-  model server (``mlflow models serve -m models:/NAME/VERSION``) or the registered image;
-  provider versions (hosted LLMs) run nowhere: the gateway calls the provider itself;
+- per self-hosted version (routed or shadow), a ``Deployment`` and a ``Service`` (an MLflow
+  model server, ``mlflow models serve -m models:/NAME/VERSION``, or the registered image),
+  and a ``HorizontalPodAutoscaler`` when ``spec.scaling`` allows more than one replica (see
+  below); provider versions (hosted LLMs) run nowhere: the gateway calls the provider itself;
 - ``<overlay>-models``: a ``Service`` over every model server of the overlay, the host the
   mesh routes on, with a ``DestinationRule`` holding one subset per self-hosted version
   (selected by the ``<prefix>/version`` pod label);
@@ -15,6 +16,30 @@
   route of a primary version mirrors ``mirrorPercentage`` = the plan's shadow percent to
   the shadow version;
 - the overlay gateway (``Deployment`` + ``Service``), in front of the host application.
+
+Scaling (``spec.scaling``) applies to every model server (the gateway runs
+``RenderSettings.gateway_replicas``). When it allows more than one replica (``maxReplicas``
+above ``max(1, minReplicas)``), each model server's Deployment gets an ``autoscaling/v2``
+``HorizontalPodAutoscaler`` of the same name (after its Service): ``minReplicas`` =
+``max(1, minReplicas)``, ``maxReplicas``, and an average CPU use of
+``RenderSettings.model_server_cpu_utilization`` percent of the CPU request (70 by default; every
+model server requests CPU). That Deployment then has no ``replicas``, so that the operator's
+server-side apply leaves them to the autoscaler, and names it in the annotation
+:data:`~overlay_sdk.k8s.manifests.AUTOSCALER_ANNOTATION` (how the operator knows to prune it);
+server-side apply drops a field its manager stops applying, so a Deployment that ran more than
+one replica before it had an autoscaler runs 1 until the autoscaler raises it to its minimum
+(a later render without the autoscaler sets ``replicas`` again). Without ``scaling``, or with
+``maxReplicas <= max(1, minReplicas)``: no autoscaler, and ``replicas`` = ``max(1,
+minReplicas)`` (1 without ``scaling``).
+
+Two parts of ``scaling`` are not acted on in a cluster, and the Deployment's annotations say so
+(on the Deployment only, never on its pods: a change of ``scaling`` rolls no pod):
+
+- ``minReplicas: 0``: a HorizontalPodAutoscaler cannot scale to zero (only behind the alpha
+  ``HPAScaleToZero`` feature gate; KEDA or Knative can), so at least 1 replica runs and
+  ``<prefix>/scale-to-zero`` says so (0 is the default: whenever ``scaling`` is given with a
+  ``minReplicas`` of 0);
+- ``predictive: true``: nothing here forecasts traffic; ``<prefix>/predictive`` says so.
 
 A provider version in the mesh routes is answered by the gateway's models port (the
 ``x-overlay-version`` header set on the way; a mirrored copy carries Istio's ``-shadow``
@@ -140,6 +165,39 @@ class _Unit:
     workload: str
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """How many replicas each model server runs: ``replicas`` (None: an autoscaler between
+    ``min_replicas`` and ``max_replicas`` sets them) and the notes on its Deployment."""
+
+    replicas: int | None
+    min_replicas: int
+    max_replicas: int
+    notes: Mapping[str, str]
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.replicas is None
+
+
+def _scale_of(spec: AIOverlaySpec, prefix: str) -> _Scale:
+    scaling = spec.scaling
+    if scaling is None:
+        return _Scale(1, 1, 1, {})
+    low = max(1, scaling.min_replicas)
+    notes: dict[str, str] = {}
+    if scaling.min_replicas == 0:
+        notes[f"{prefix}/scale-to-zero"] = (
+            "not supported: a HorizontalPodAutoscaler cannot scale to 0 (KEDA or Knative "
+            "can); at least 1 replica runs")
+    if scaling.predictive:
+        notes[f"{prefix}/predictive"] = ("not acted on in a cluster: replicas are not scaled "
+                                         "ahead of forecast traffic")
+    if scaling.max_replicas > low:
+        return _Scale(None, low, scaling.max_replicas, notes)
+    return _Scale(low, low, low, notes)
+
+
 # Rendering
 
 class _Renderer:
@@ -195,9 +253,12 @@ class _Renderer:
             },
         }
 
-    def deployment(self, name: str, labels: Mapping[str, str], replicas: int,
+    def deployment(self, name: str, labels: Mapping[str, str], replicas: int | None,
                    container: dict[str, Any], *, annotations: Mapping[str, str] | None = None,
+                   notes: Mapping[str, str] | None = None,
                    pod_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A Deployment; ``annotations`` on it and its pods, ``notes`` on it only (no pod
+        rolls when they change); ``replicas`` None: left out (an autoscaler sets them)."""
         selector = self.selector(name)
         pod: dict[str, Any] = {
             "automountServiceAccountToken": False,
@@ -210,11 +271,12 @@ class _Renderer:
         template_meta: dict[str, Any] = {"labels": dict(labels)}
         if annotations:
             template_meta["annotations"] = mf.sorted_map(annotations)
+        spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": self.meta(name, labels, annotations),
+            "metadata": self.meta(name, labels, {**(annotations or {}), **(notes or {})}),
             "spec": {
-                "replicas": replicas,
+                **spec,
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": selector},
                 "strategy": {"type": "RollingUpdate",
@@ -281,7 +343,7 @@ class _Renderer:
         })
         return container
 
-    def model_manifests(self, u: _Unit, replicas: int) -> list[dict[str, Any]]:
+    def model_manifests(self, u: _Unit, scale: _Scale) -> list[dict[str, Any]]:
         t = u.target
         labels = {**self.labels(u.workload, "overlay-model-server", "model-server"),
                   f"{self.prefix}/version": u.subset}
@@ -299,13 +361,25 @@ class _Renderer:
         if mf.gpu_count(resources):
             extra["tolerations"] = [{"key": mf.GPU_RESOURCE, "operator": "Exists",
                                      "effect": "NoSchedule"}]
-        deployment = self.deployment(u.workload, labels, replicas,
+        own = dict(scale.notes)
+        if scale.autoscaled:
+            own[mf.AUTOSCALER_ANNOTATION] = u.workload
+        deployment = self.deployment(u.workload, labels, scale.replicas,
                                      self.model_container(u, resources),
-                                     annotations=notes, pod_extra=extra)
+                                     annotations=notes, notes=own, pod_extra=extra)
         service = self.service(u.workload, labels, self.selector(u.workload),
                                [("http", self.s.model_server_port)],
                                {f"{self.prefix}/model-version": t.key})
-        return [deployment, service]
+        if not scale.autoscaled:
+            return [deployment, service]
+        autoscaler = {
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": self.meta(u.workload, labels, {f"{self.prefix}/model-version": t.key}),
+            "spec": mf.cpu_autoscaler_spec(u.workload, min_replicas=scale.min_replicas,
+                                           max_replicas=scale.max_replicas,
+                                           utilization=self.s.model_server_cpu_utilization),
+        }
+        return [deployment, service, autoscaler]
 
     # routing
 
@@ -483,13 +557,11 @@ def render(overlay: AIOverlay | Mapping[str, Any],
     r = _Renderer(parsed, settings, uid if uid is not None else stored_uid)
     units = [r.unit(key, targets[key]) for key in plan.versions]
     shadow = r.unit(plan.shadow, targets[plan.shadow]) if plan.shadow is not None else None
-    replicas = 1
-    if spec.scaling is not None:
-        replicas = max(1, spec.scaling.min_replicas)
+    scale = _scale_of(spec, r.prefix)
     out: list[dict[str, Any]] = []
     for u in [*units, *([shadow] if shadow is not None else [])]:
         if u.target.self_hosted:
-            out.extend(r.model_manifests(u, replicas))
+            out.extend(r.model_manifests(u, scale))
     out.extend(r.mesh(units, plan, shadow))
     out.extend(r.gateway_manifests())
     return out

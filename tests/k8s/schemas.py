@@ -1,6 +1,7 @@
 """Validation of rendered manifests, shared by the Kubernetes tests.
 
-- core kinds (Deployment, Service...): Kubernetes' own OpenAPI schemas, offline, through
+- core kinds (Deployment, Service, HorizontalPodAutoscaler...): Kubernetes' own OpenAPI
+  schemas, offline, through
   ``kubernetes_validate.validate(obj, K8S_VERSION, strict=True)``;
 - Istio kinds: the ``openAPIV3Schema`` of the matching kind and version in Istio's generated
   CRDs (``../shared/schemas/istio/crd-all.gen.yaml``, data from the Istio project, read in
@@ -10,7 +11,7 @@
   cel-python;
 - what no schema checks: DNS names, label syntax, selectors that select, non-root security,
   probes and requests on every container (:func:`semantic_problems`), and that Services,
-  subsets and routes point at what was rendered (:func:`wiring_problems`).
+  subsets, routes and autoscalers point at what was rendered (:func:`wiring_problems`).
 
 Each function returns a list of problems (empty: valid), each naming the object and path.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from overlay_sdk.k8s.manifests import AUTOSCALER_ANNOTATION
 from overlay_sdk.spec import LABEL_KEY, LABEL_VALUE
 
 K8S_VERSION = "1.31.0"
@@ -286,10 +288,52 @@ def semantic_problems(obj: dict[str, Any]) -> list[str]:
     return out
 
 
+def autoscaler_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Every HorizontalPodAutoscaler scales a Deployment rendered in its namespace, which
+    leaves it the replicas, names it in its autoscaler annotation (how the operator prunes
+    it) and, for a CPU target, requests CPU in every container; minReplicas <= maxReplicas.
+    Every Deployment naming an autoscaler is scaled by that one."""
+    deployments = {(d["metadata"]["namespace"], d["metadata"]["name"]): d
+                   for d in docs if d["kind"] == "Deployment"}
+    scalers = {(d["metadata"]["namespace"], d["metadata"]["name"]): d
+               for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    out = []
+    for (ns, name), hpa in scalers.items():
+        who = f"HorizontalPodAutoscaler {name}"
+        spec = hpa["spec"]
+        if spec.get("minReplicas", 1) > spec["maxReplicas"]:
+            out.append(f"{who}: minReplicas {spec['minReplicas']} above maxReplicas "
+                       f"{spec['maxReplicas']}")
+        ref = spec["scaleTargetRef"]
+        target = deployments.get((ns, ref["name"]))
+        if (ref.get("apiVersion"), ref["kind"]) != ("apps/v1", "Deployment") or target is None:
+            out.append(f"{who}: scales {ref['kind']} {ref['name']}, which is not rendered")
+            continue
+        if "replicas" in target["spec"]:
+            out.append(f"{who}: its Deployment sets replicas (they are the autoscaler's)")
+        if (target["metadata"].get("annotations") or {}).get(AUTOSCALER_ANNOTATION) != name:
+            out.append(f"{who}: its Deployment does not name it in {AUTOSCALER_ANNOTATION}")
+        cpu = any(m.get("type") == "Resource" and m["resource"]["name"] == "cpu"
+                  for m in spec.get("metrics", []))
+        for c in _containers(target):
+            if cpu and "cpu" not in c.get("resources", {}).get("requests", {}):
+                out.append(f"{who}: a CPU target, but container {c.get('name')} requests "
+                           "no CPU")
+    for (ns, name), d in deployments.items():
+        named = (d["metadata"].get("annotations") or {}).get(AUTOSCALER_ANNOTATION)
+        if named is None:
+            continue
+        hpa = scalers.get((ns, named))
+        if hpa is None or hpa["spec"]["scaleTargetRef"]["name"] != name:
+            out.append(f"Deployment {name} names autoscaler {named}, which does not scale it")
+    return out
+
+
 def wiring_problems(manifests: Iterable[dict[str, Any]]) -> list[str]:
     """Cross-object checks: every model-server Service selects rendered pods on a declared
     port, every DestinationRule subset selects pods behind its host, every route and mirror
-    goes to a rendered Service port (and subset)."""
+    goes to a rendered Service port (and subset), every autoscaler scales a rendered
+    Deployment that leaves it the replicas (:func:`autoscaler_problems`)."""
     docs = list(manifests)
     pods = [(d["metadata"]["namespace"], d["spec"]["template"]["metadata"]["labels"],
              _containers(d)) for d in docs if d["kind"] == "Deployment"]
@@ -348,7 +392,7 @@ def wiring_problems(manifests: Iterable[dict[str, Any]]) -> list[str]:
                 if "subset" in dest and (dest["host"], dest["subset"]) not in subsets:
                     out.append(f"route {route.get('name')}: subset {dest['subset']} of "
                                f"{dest['host']} is not defined")
-    return out
+    return out + autoscaler_problems(docs)
 
 
 def all_problems(manifests: Iterable[dict[str, Any]], *, istio: bool = True) -> list[str]:

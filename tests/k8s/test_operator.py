@@ -8,7 +8,9 @@ or, for what a user could write with kubectl, through a plain client. Checked:
   references to the CR, server-side applied by ``overlay-operator``; the status conditions
   ``metav1.Condition``-shaped (the CRD's schema accepts them), the ``Routes`` summary; Events;
 - a weight change through the store -> the VirtualService changes, ``RoutesApplied`` tracks
-  the new generation; a version no longer routed -> its model server is removed;
+  the new generation; a version no longer routed -> its model server is removed; scaling
+  that allows more than one replica -> an owned HorizontalPodAutoscaler per model server,
+  pruned when scaling is removed (the Deployment then gets its replicas again);
 - an invalid object -> ``Degraded`` with the reason (no retry), others keep reconciling, and a
   fixed spec recovers; an unregistered version and an unreachable registry -> ``Degraded``
   with their reasons, retried, recovered;
@@ -56,7 +58,7 @@ from overlay_sdk.errors import BackendError, NotFoundError, ValidationError
 from overlay_sdk.k8s import cluster as kc
 from overlay_sdk.k8s import operator as op
 from overlay_sdk.k8s import reconcile as rc
-from overlay_sdk.k8s.manifests import VersionTarget
+from overlay_sdk.k8s.manifests import AUTOSCALER_ANNOTATION, VersionTarget
 from overlay_sdk.spec import ModelRef, parse_overlay
 from overlay_sdk.store.kubernetes import EXTERNAL_AUTHOR, REVISION_ANNOTATION, KubernetesStore
 from tests.kmock_support import AIOVERLAYS, ClusterThread
@@ -527,6 +529,58 @@ def test_a_version_no_longer_routed_loses_its_model_server(
     assert "Deployment/swap-copilot-v5" in kids
     assert event_with(cluster, NS, "swap", "Applied",
                       "removed Deployment swap-copilot-v3, Service swap-copilot-v3")
+
+
+def test_scaling_gets_an_autoscaler_until_it_is_removed(
+        running: OperatorThread, store: KubernetesStore, kubectl: k8s.CustomObjectsApi,
+        cluster: ClusterThread) -> None:
+    store.apply(parse_overlay(overlay_doc("scaled", {"copilot:3": 100},
+                                          scaling={"minReplicas": 2, "maxReplicas": 3})))
+    cr = wait_for("generation 1", lambda: applied(kubectl, "scaled", 1))
+    kids = children(cluster, "scaled")
+    assert sorted(k for k in kids if k.startswith("HorizontalPodAutoscaler/")) == [
+        "HorizontalPodAutoscaler/scaled-copilot-v3"]  # the gateway is not scaled
+    hpa = kids["HorizontalPodAutoscaler/scaled-copilot-v3"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["metadata"]["ownerReferences"] == [{
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AIOverlay", "name": "scaled",
+        "uid": cr["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "scaled-copilot-v3"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 3)
+    model_server = kids["Deployment/scaled-copilot-v3"]
+    assert "replicas" not in model_server["spec"]  # the autoscaler's
+    assert model_server["metadata"]["annotations"][AUTOSCALER_ANNOTATION] == "scaled-copilot-v3"
+    assert kids["Deployment/scaled-gateway"]["spec"]["replicas"] == 2
+
+    # scaling removed: the autoscaler is deleted, the Deployment gets its replicas again
+    store.apply(parse_overlay(overlay_doc("scaled", {"copilot:3": 100})))
+    wait_for("generation 2", lambda: applied(kubectl, "scaled", 2))
+    kids = children(cluster, "scaled")
+    assert "HorizontalPodAutoscaler/scaled-copilot-v3" not in kids
+    model_server = kids["Deployment/scaled-copilot-v3"]
+    assert model_server["spec"]["replicas"] == 1
+    assert AUTOSCALER_ANNOTATION not in model_server["metadata"]["annotations"]
+    assert event_with(cluster, NS, "scaled", "Applied",
+                      "removed HorizontalPodAutoscaler scaled-copilot-v3")
+    path = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/scaled-copilot-v3"
+    deletes = [r for r in operator_requests(cluster, OPERATOR_TOKEN)
+               if r.method.value == "DELETE" and r.url.path == path]
+    assert len(deletes) == 1
+
+    # and back, from 0: the Deployment leaves the replicas to the autoscaler again (the
+    # emulator drops a field its applier stops applying, as an API server does)
+    store.apply(parse_overlay(overlay_doc("scaled", {"copilot:3": 100},
+                                          scaling={"maxReplicas": 3, "predictive": True})))
+    wait_for("generation 3", lambda: applied(kubectl, "scaled", 3))
+    kids = children(cluster, "scaled")
+    hpa = kids["HorizontalPodAutoscaler/scaled-copilot-v3"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    model_server = kids["Deployment/scaled-copilot-v3"]
+    assert "replicas" not in model_server["spec"]
+    notes = model_server["metadata"]["annotations"]
+    assert notes[f"{GROUP}/scale-to-zero"].startswith("not supported")
+    assert notes[f"{GROUP}/predictive"].startswith("not acted on")
 
 
 def test_an_alias_written_with_kubectl_is_resolved(running: OperatorThread,
@@ -1060,11 +1114,16 @@ def test_every_call_of_the_operator_is_allowed_by_its_role(
         cluster: ClusterThread) -> None:
     """The shipped Role allows every API call the operator made in these tests (its own
     identity: the kubeconfig's token), and each of its permissions was used."""
-    # a compact life, so that this test stands alone too: create, a version dropped, deleted
-    store.apply(parse_overlay(overlay_doc("audited", {"copilot:3": 50, "copilot:5": 50})))
+    # a compact life, so that this test stands alone too: create (scaled), a version and the
+    # scaling dropped, deleted
+    store.apply(parse_overlay(overlay_doc("audited", {"copilot:3": 50, "copilot:5": 50},
+                                          scaling={"maxReplicas": 3})))
     wait_for("generation 1", lambda: applied(kubectl, "audited", 1))
     store.apply(parse_overlay(overlay_doc("audited", {"copilot:5": 100})))
     wait_for("generation 2", lambda: applied(kubectl, "audited", 2))
+    assert event_with(cluster, NS, "audited", "Applied", "removed Deployment audited-copilot-v3, "
+                      "HorizontalPodAutoscaler audited-copilot-v3, HorizontalPodAutoscaler "
+                      "audited-copilot-v5, Service audited-copilot-v3")
     kubectl.delete_namespaced_custom_object(GROUP, VERSION, NS, "aioverlays", "audited")
     wait_for("deleted", lambda: stored(cluster, AIOVERLAYS, NS, "audited") is None)
     time.sleep(0.3)
@@ -1087,7 +1146,7 @@ def test_every_call_of_the_operator_is_allowed_by_its_role(
     # apply, so the operator's own create (on a 404) runs in test_apply_creates_on_404
     applied_kinds = {(g, p) for (g, p) in (
         ("apps", "deployments"), ("", "services"), ("networking.istio.io", "virtualservices"),
-        ("networking.istio.io", "destinationrules"))}
+        ("networking.istio.io", "destinationrules"), ("autoscaling", "horizontalpodautoscalers"))}
     creates = {("create", g, p) for g, p in applied_kinds}
     # asked by OwnerReferencesPermissionEnforcement (OpenShift) of whoever sets
     # blockOwnerDeletion (the children) or changes ownerReferences (the history's release);
@@ -1137,6 +1196,7 @@ class PlainKmock:
     async def _main(self) -> None:
         async with kmock.KubernetesEmulator() as server, kmock.Server(server):
             for key in ("apps/v1/deployments", "v1/services",
+                        "autoscaling/v2/horizontalpodautoscalers",
                         "networking.istio.io/v1/virtualservices",
                         "networking.istio.io/v1/destinationrules"):
                 server.resources[key] = kmock_support.RESOURCES[key]
@@ -1162,8 +1222,9 @@ def test_apply_creates_on_404(tmp_path: Path) -> None:
     its Role. (And without the CRD, the operator does not start: it says to install it.)"""
     from overlay_sdk.k8s.render import render
 
-    manifests = render(overlay_doc("fresh", {"copilot:3": 100}) | {
+    manifests = render(overlay_doc("fresh", {"copilot:3": 100}, scaling={"maxReplicas": 2}) | {
         "metadata": {"name": "fresh", "namespace": NS, "uid": "u-1"}})
+    assert "HorizontalPodAutoscaler" in {m["kind"] for m in manifests}
     with PlainKmock() as plain:
         config = write_kubeconfig(tmp_path / "config", plain.url, OPERATOR_TOKEN, NS)
         # no AIOverlay CRD there: the operator says so and does not start
@@ -1191,7 +1252,8 @@ def test_apply_creates_on_404(tmp_path: Path) -> None:
     used = check_role(calls, rules, NS)
     assert {("create", "networking.istio.io", "virtualservices"), ("create", "apps",
             "deployments"), ("create", "", "services"),
-            ("create", "networking.istio.io", "destinationrules")} <= used
+            ("create", "networking.istio.io", "destinationrules"),
+            ("create", "autoscaling", "horizontalpodautoscalers")} <= used
 
 
 # -- resolving versions ------------------------------------------------------------------------
@@ -1389,6 +1451,41 @@ def test_what_a_new_generation_leaves_behind() -> None:
                                                        ("Service", "o-copilot-v5")])
     assert [(c.kind, c.name, c.uid) for c in stale] == [
         ("Deployment", "o-copilot-v3", "d3"), ("Service", "o-copilot-v3", "s3")]
+
+
+def test_an_autoscaler_is_known_from_its_deployment() -> None:
+    """The index holds no autoscalers: a Deployment names its own (the renderer's
+    annotation), and it is stale when its Deployment is, or when it is no longer rendered
+    beside a Deployment that stays (scaling removed)."""
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AIOverlay", "controller": True,
+             "uid": "u"}
+
+    def deployment(name: str, autoscaler: str | None, uid: str = "u") -> dict[str, Any]:
+        notes = {AUTOSCALER_ANNOTATION: autoscaler} if autoscaler else {}
+        return {"kind": "Deployment", "metadata": {
+            "name": name, "uid": f"d-{name}", "annotations": notes,
+            "ownerReferences": [{**owner, "uid": uid}]}, "spec": {}, "status": {}}
+
+    scaled = rc.child_state(deployment("o-copilot-v3", "o-copilot-v3"))
+    assert scaled.autoscaler == "o-copilot-v3"
+    assert rc.child_state(deployment("o-copilot-v5", None)).autoscaler is None
+    children = [scaled, rc.child_state(deployment("o-copilot-v5", "o-copilot-v5")),
+                rc.child_state(deployment("o-copilot-v1", "o-copilot-v1", uid="previous")),
+                rc.Child("Service", "o-copilot-v5", "s5", "u")]
+    hpa = rc.AUTOSCALER_KIND
+    # v3 no longer routed: its Deployment and autoscaler; v5 stays, its autoscaler too
+    stale = rc.stale_children(children, uid="u", keep=[
+        ("Deployment", "o-copilot-v5"), ("Service", "o-copilot-v5"), (hpa, "o-copilot-v5")])
+    assert [(c.kind, c.name, c.uid, c.owner_uid) for c in stale] == [
+        ("Deployment", "o-copilot-v3", "d-o-copilot-v3", "u"),
+        (hpa, "o-copilot-v3", "", "u")]  # deleted by name: its uid is not known here
+    # scaling removed: the Deployment stays, its autoscaler goes
+    stale = rc.stale_children(children, uid="u", keep=[
+        ("Deployment", "o-copilot-v3"), ("Deployment", "o-copilot-v5"),
+        ("Service", "o-copilot-v5")])
+    assert [(c.kind, c.name) for c in stale] == [(hpa, "o-copilot-v3"), (hpa, "o-copilot-v5")]
+    assert kc.PRUNED[-1] == ("autoscaling/v2", hpa)
+    assert kc.KINDS["autoscaling/v2", hpa] == ("/apis/autoscaling/v2", "horizontalpodautoscalers")
 
 
 def test_failures_say_what_to_do_and_back_off() -> None:

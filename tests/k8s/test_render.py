@@ -1,6 +1,7 @@
-"""The renderer: an AIOverlay -> Deployments, Services and Istio routes, field by field;
-every manifest valid for Kubernetes 1.31 and for Istio's CRDs; the VirtualService agrees
-with the RoutePlan for any valid spec; invalid inputs name the field at fault."""
+"""The renderer: an AIOverlay -> Deployments, Services, HorizontalPodAutoscalers and Istio
+routes, field by field; every manifest valid for Kubernetes 1.31 and for Istio's CRDs; the
+VirtualService agrees with the RoutePlan for any valid spec; invalid inputs name the field at
+fault."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from overlay_sdk import routing
 from overlay_sdk.errors import ValidationError
+from overlay_sdk.k8s.manifests import AUTOSCALER_ANNOTATION
 from overlay_sdk.k8s.render import (
     VERSION_HEADER,
     RenderSettings,
@@ -116,6 +118,11 @@ CASES = {
                        gateway_port=9700, gateway_models_port=9701, model_server_port=9080,
                        gateway_replicas=3, gateway_service_account=None, gateway_secret=None,
                        model_server_secret=None, image_pull_policy="Always")),
+    "autoscaled from zero, predictive, own prefix and CPU target": (
+        overlay_doc(shadow={"model": "scorer", "version": "5", "percent": 50},
+                    scaling={"minReplicas": 0, "maxReplicas": 3, "predictive": True}),
+        FULL_VERSIONS, RenderSettings(label_prefix="ai.example.com",
+                                      model_server_cpu_utilization=150)),
     "longest names": (
         {"metadata": {"name": "a" * 63, "uid": UID},
          "spec": {"host": {"url": "http://h"},
@@ -134,7 +141,7 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 
 def test_core_manifests_pass_kubernetes_schemas(rendered: list[dict[str, Any]]) -> None:
     core = [m for m in rendered if not schemas.is_istio(m)]
-    assert {m["kind"] for m in core} <= {"Deployment", "Service"}
+    assert {m["kind"] for m in core} <= {"Deployment", "Service", "HorizontalPodAutoscaler"}
     assert [p for m in core for p in schemas.core_problems(m)] == []
 
 
@@ -173,6 +180,35 @@ def test_core_validation_rejects_unknown_fields() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     (problem,) = schemas.core_problems(deployment)
     assert "'readinesProbe' was unexpected" in problem
+    autoscaler = copy.deepcopy(by(full(), "HorizontalPodAutoscaler", "sales-copilot-copilot-v3"))
+    autoscaler["spec"]["targetCPUUtilizationPercentage"] = 70  # autoscaling/v1's field
+    (problem,) = schemas.core_problems(autoscaler)
+    assert "'targetCPUUtilizationPercentage' was unexpected" in problem
+
+
+def test_the_wiring_check_catches_an_autoscaler_that_fights_or_misses() -> None:
+    """An autoscaler must scale a rendered Deployment that leaves it the replicas, names it,
+    and requests CPU for a CPU target; min <= max."""
+    m = copy.deepcopy(full())
+    assert schemas.wiring_problems(m) == []
+    copilot = by(m, "Deployment", "sales-copilot-copilot-v3")
+    copilot["spec"]["replicas"] = 2
+    copilot["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"].pop("cpu")
+    del copilot["metadata"]["annotations"][AUTOSCALER_ANNOTATION]
+    scorer = by(m, "HorizontalPodAutoscaler", "sales-copilot-scorer-v5")
+    scorer["spec"]["scaleTargetRef"]["name"] = "sales-copilot-scorer-v4"
+    scorer["spec"]["minReplicas"] = 9
+    problems = schemas.wiring_problems(m)
+    hpa = "HorizontalPodAutoscaler sales-copilot-"
+    assert sorted(problems) == sorted([
+        f"{hpa}copilot-v3: its Deployment sets replicas (they are the autoscaler's)",
+        f"{hpa}copilot-v3: a CPU target, but container model-server requests no CPU",
+        f"{hpa}copilot-v3: its Deployment does not name it in {AUTOSCALER_ANNOTATION}",
+        f"{hpa}scorer-v5: scales Deployment sales-copilot-scorer-v4, which is not rendered",
+        f"{hpa}scorer-v5: minReplicas 9 above maxReplicas 4",
+        "Deployment sales-copilot-scorer-v5 names autoscaler sales-copilot-scorer-v5, which "
+        "does not scale it",
+    ])
 
 
 # Field by field
@@ -180,7 +216,9 @@ def test_core_validation_rejects_unknown_fields() -> None:
 def test_manifests_in_apply_order() -> None:
     assert [(m["kind"], m["metadata"]["name"]) for m in full()] == [
         ("Deployment", "sales-copilot-copilot-v3"), ("Service", "sales-copilot-copilot-v3"),
+        ("HorizontalPodAutoscaler", "sales-copilot-copilot-v3"),
         ("Deployment", "sales-copilot-scorer-v5"), ("Service", "sales-copilot-scorer-v5"),
+        ("HorizontalPodAutoscaler", "sales-copilot-scorer-v5"),
         ("Service", "sales-copilot-models"), ("DestinationRule", "sales-copilot-models"),
         ("VirtualService", "sales-copilot-models"),
         ("Deployment", "sales-copilot-gateway"), ("Service", "sales-copilot-gateway"),
@@ -219,7 +257,7 @@ def test_owner_references_need_a_uid() -> None:
 def test_mlflow_version_runs_the_model_server() -> None:
     m = full()
     d = by(m, "Deployment", "sales-copilot-copilot-v3")
-    assert d["spec"]["replicas"] == 2  # scaling.minReplicas
+    assert "replicas" not in d["spec"]  # its autoscaler's (scaling: 2 to 4)
     assert d["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/instance": "sales-copilot-copilot-v3",
         f"{PREFIX}/overlay": "sales-copilot"}
@@ -387,6 +425,125 @@ def test_gateway_in_front_of_the_host() -> None:
         ("http", 8700, "http"), ("http-models", 8701, "http-models")]
 
 
+def test_scaling_gives_each_model_server_an_autoscaler() -> None:
+    """scaling 2..4: an autoscaling/v2 HPA per model server (the shadow's too; none for the
+    provider version nor the gateway), owned and labelled as its Deployment, which leaves it
+    the replicas and names it."""
+    m = full()
+    scalers = [x for x in m if x["kind"] == "HorizontalPodAutoscaler"]
+    assert [x["metadata"]["name"] for x in scalers] == ["sales-copilot-copilot-v3",
+                                                        "sales-copilot-scorer-v5"]
+    for hpa in scalers:
+        name = hpa["metadata"]["name"]
+        d = by(m, "Deployment", name)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["metadata"]["namespace"] == "default"
+        assert hpa["metadata"]["labels"] == d["metadata"]["labels"]
+        assert hpa["metadata"]["ownerReferences"] == d["metadata"]["ownerReferences"]
+        assert hpa["metadata"]["annotations"] == {
+            f"{PREFIX}/model-version": d["metadata"]["annotations"][f"{PREFIX}/model-version"]}
+        assert hpa["spec"] == {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 2, "maxReplicas": 4,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}
+        assert "replicas" not in d["spec"]
+        assert d["metadata"]["annotations"][AUTOSCALER_ANNOTATION] == name
+        # on the Deployment only: adding or removing an autoscaler rolls no pod
+        assert AUTOSCALER_ANNOTATION not in d["spec"]["template"]["metadata"]["annotations"]
+    gateway = by(m, "Deployment", "sales-copilot-gateway")
+    assert gateway["spec"]["replicas"] == 2  # RenderSettings.gateway_replicas, never scaled
+    assert AUTOSCALER_ANNOTATION not in (gateway["metadata"].get("annotations") or {})
+
+
+ZERO_NOTE = ("not supported: a HorizontalPodAutoscaler cannot scale to 0 (KEDA or Knative "
+             "can); at least 1 replica runs")
+PREDICTIVE_NOTE = ("not acted on in a cluster: replicas are not scaled ahead of forecast "
+                   "traffic")
+
+
+@pytest.mark.parametrize(("scaling", "replicas", "bounds", "notes"), [
+    (None, 1, None, {}),
+    ({"minReplicas": 1, "maxReplicas": 1}, 1, None, {}),
+    ({"minReplicas": 0, "maxReplicas": 1}, 1, None, {"scale-to-zero": ZERO_NOTE}),
+    ({}, 1, None, {"scale-to-zero": ZERO_NOTE}),  # the defaults: 0 to 1
+    ({"minReplicas": 3, "maxReplicas": 3}, 3, None, {}),
+    ({"minReplicas": 4, "maxReplicas": 4, "predictive": True}, 4, None,
+     {"predictive": PREDICTIVE_NOTE}),
+    ({"minReplicas": 0, "maxReplicas": 3}, None, (1, 3), {"scale-to-zero": ZERO_NOTE}),
+    ({"maxReplicas": 3}, None, (1, 3), {"scale-to-zero": ZERO_NOTE}),  # minReplicas defaults to 0
+    ({"minReplicas": 1, "maxReplicas": 2}, None, (1, 2), {}),
+    ({"minReplicas": 3, "maxReplicas": 10, "predictive": True}, None, (3, 10),
+     {"predictive": PREDICTIVE_NOTE}),
+    ({"minReplicas": 0, "maxReplicas": 1000, "predictive": True}, None, (1, 1000),
+     {"scale-to-zero": ZERO_NOTE, "predictive": PREDICTIVE_NOTE}),
+], ids=["none", "1-1", "0-1", "defaults", "3-3", "4-4-predictive", "0-3", "max-only", "1-2",
+        "3-10-predictive", "0-1000-predictive"])
+def test_scaling_field_by_field(scaling: dict[str, Any] | None, replicas: int | None,
+                                bounds: tuple[int, int] | None,
+                                notes: dict[str, str]) -> None:
+    """An autoscaler only when scaling allows more than one replica (max > max(1, min)),
+    from max(1, min); else replicas = max(1, min). minReplicas 0 and predictive, which a
+    cluster does not act on, are said on the Deployment, not on its pods."""
+    doc = overlay_doc(**({"scaling": scaling} if scaling is not None else {}))
+    m = render(doc)
+    d = by(m, "Deployment", "sales-copilot-copilot-v3")
+    scalers = [x for x in m if x["kind"] == "HorizontalPodAutoscaler"]
+    if bounds is None:
+        assert scalers == []
+        assert d["spec"]["replicas"] == replicas
+        assert AUTOSCALER_ANNOTATION not in d["metadata"]["annotations"]
+    else:  # both versions run in the model server here: one autoscaler each
+        assert [x["metadata"]["name"] for x in scalers] == ["sales-copilot-copilot-v3",
+                                                            "sales-copilot-copilot-v4"]
+        hpa = scalers[0]
+        assert hpa["spec"]["scaleTargetRef"]["name"] == "sales-copilot-copilot-v3"
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == bounds
+        assert "replicas" not in d["spec"]
+        assert d["metadata"]["annotations"][AUTOSCALER_ANNOTATION] == "sales-copilot-copilot-v3"
+    said = {k.removeprefix(f"{PREFIX}/"): v for k, v in d["metadata"]["annotations"].items()
+            if k.removeprefix(f"{PREFIX}/") in ("scale-to-zero", "predictive")}
+    assert said == notes
+    assert d["spec"]["template"]["metadata"]["annotations"] == {
+        f"{PREFIX}/model-uri": "models:/copilot/3", f"{PREFIX}/model-version": "copilot:3"}
+    gateway = by(m, "Deployment", "sales-copilot-gateway")
+    assert gateway["spec"]["replicas"] == 2 and "annotations" not in gateway["metadata"]
+    assert schemas.wiring_problems(m) == []
+    assert [p for x in scalers for p in schemas.core_problems(x)] == []
+
+
+def test_scaling_settings_prefix_and_a_provider_only_overlay() -> None:
+    doc, versions, settings_ = CASES["autoscaled from zero, predictive, own prefix and CPU "
+                                     "target"]
+    m = render(doc, versions, settings=settings_)
+    hpa = by(m, "HorizontalPodAutoscaler", "sales-copilot-scorer-v5")
+    assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization",
+                                                               "averageUtilization": 150}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    notes = by(m, "Deployment", "sales-copilot-scorer-v5")["metadata"]["annotations"]
+    # the notes under the renderer's prefix; the autoscaler's name under the operator's own
+    assert notes["ai.example.com/scale-to-zero"] == ZERO_NOTE
+    assert notes["ai.example.com/predictive"] == PREDICTIVE_NOTE
+    assert notes[AUTOSCALER_ANNOTATION] == "sales-copilot-scorer-v5"
+    assert AUTOSCALER_ANNOTATION == "overlays.aioverlay.dev/autoscaler"
+    # nothing runs for provider versions: nothing to scale
+    providers = render(overlay_doc(scaling={"minReplicas": 1, "maxReplicas": 5}),
+                       {k: VersionTarget(k, "provider") for k in ("copilot:3", "copilot:4")})
+    assert [x["kind"] for x in providers if x["kind"] in ("HorizontalPodAutoscaler",
+                                                          "Deployment")] == ["Deployment"]
+
+
+def test_adding_or_removing_scaling_changes_no_pod_template() -> None:
+    """The pods are the same with or without scaling: no rollout when it changes."""
+    def templates(m: list[dict[str, Any]]) -> list[Any]:
+        return [x["spec"]["template"] for x in m if x["kind"] == "Deployment"]
+
+    plain = render(overlay_doc())
+    for scaling in ({"maxReplicas": 3, "predictive": True}, {"minReplicas": 2, "maxReplicas": 2},
+                    {"minReplicas": 0, "maxReplicas": 1}):
+        assert templates(render(overlay_doc(scaling=scaling))) == templates(plain)
+
+
 def test_models_service_selects_every_model_server_of_the_overlay() -> None:
     s = by(full(), "Service", "sales-copilot-models")
     assert s["spec"]["selector"] == {f"{PREFIX}/overlay": "sales-copilot",
@@ -518,6 +675,16 @@ INVALID: list[tuple[str, Any, str, str]] = [
      "settings.label_prefix", "DNS subdomain"),
     ("settings replicas", lambda: RenderSettings(gateway_replicas=0),
      "settings.gateway_replicas", "1 to 1000"),
+    ("settings CPU target zero", lambda: RenderSettings(model_server_cpu_utilization=0),
+     "settings.model_server_cpu_utilization", "integer from 1 to 1000, got 0"),
+    ("settings CPU target too high", lambda: RenderSettings(model_server_cpu_utilization=7000),
+     "settings.model_server_cpu_utilization", "in percent of the CPU request"),
+    ("settings CPU target a string",
+     lambda: RenderSettings(model_server_cpu_utilization="70%"),  # type: ignore[arg-type]
+     "settings.model_server_cpu_utilization", "got '70%'"),
+    ("settings CPU target a bool",
+     lambda: RenderSettings(model_server_cpu_utilization=True),
+     "settings.model_server_cpu_utilization", "got True"),
 ]
 
 
@@ -564,6 +731,10 @@ def overlays(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, VersionTarget]]
                           "percent": draw(st.floats(0, 100, allow_nan=False))}
     if draw(st.booleans()):
         spec["slo"] = {"timeoutMs": draw(st.integers(1, 600_000))}
+    if draw(st.booleans()):
+        low = draw(st.integers(0, 4))
+        spec["scaling"] = {"minReplicas": low, "maxReplicas": draw(st.integers(max(1, low), 6)),
+                           "predictive": draw(st.booleans())}
     name = draw(NAME)
     versions = {}
     for model, version in keys:
