@@ -42,6 +42,7 @@ from overlay_sdk.spec import API_GROUP, API_VERSION
 
 __all__ = [
     "APPLY_PATCH",
+    "AUTOSCALERS_INDEX",
     "DEPLOYMENTS_INDEX",
     "FIELD_MANAGER",
     "KINDS",
@@ -81,6 +82,7 @@ indexed; an autoscaler is known from the Deployment that names it
 (:func:`~overlay_sdk.k8s.reconcile.stale_children`)."""
 
 DEPLOYMENTS_INDEX, SERVICES_INDEX = "overlay_deployments", "overlay_services"
+AUTOSCALERS_INDEX = "overlay_autoscalers"
 """The ids of kopf's indices of the children (and of the handler arguments holding them)."""
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -303,10 +305,11 @@ class Cluster:
 def children_of(indices: Mapping[str, Any], namespace: str | None,
                 name: str | None) -> list[rc.Child]:
     """The overlay's children in the indices passed to a handler (its keyword arguments
-    :data:`DEPLOYMENTS_INDEX` and :data:`SERVICES_INDEX`)."""
+    :data:`DEPLOYMENTS_INDEX`, :data:`SERVICES_INDEX` and :data:`AUTOSCALERS_INDEX`)."""
     key = (namespace, name)
     found: list[rc.Child] = []
-    for index in (indices.get(DEPLOYMENTS_INDEX), indices.get(SERVICES_INDEX)):
+    for index in (indices.get(DEPLOYMENTS_INDEX), indices.get(SERVICES_INDEX),
+                  indices.get(AUTOSCALERS_INDEX)):
         if index is not None:
             found.extend(index.get(key, []))
     return found

@@ -68,6 +68,7 @@ from overlay_sdk.diff import describe_change
 from overlay_sdk.errors import BackendError, NotFoundError, OverlayError, ValidationError
 from overlay_sdk.k8s import reconcile as rc
 from overlay_sdk.k8s.cluster import (
+    AUTOSCALERS_INDEX,
     DEPLOYMENTS_INDEX,
     FIELD_MANAGER,
     KINDS,
@@ -375,6 +376,8 @@ class Operator:
         kopf.index("apps", "v1", "deployments", labels=managed, registry=reg,
                    id=DEPLOYMENTS_INDEX)(child)
         kopf.index("", "v1", "services", labels=managed, registry=reg, id=SERVICES_INDEX)(child)
+        kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=managed,
+                   registry=reg, id=AUTOSCALERS_INDEX)(child)
 
         @kopf.on.resume(*resource, registry=reg, id="reconcile", backoff=5.0)
         @kopf.on.create(*resource, registry=reg, id="reconcile", backoff=5.0)

@@ -454,10 +454,10 @@ def stale_children(children: Iterable[Child], *, uid: str,
                    keep: Iterable[tuple[str, str]]) -> list[Child]:
     """The children controlled by the overlay ``uid`` whose (kind, name) is not in ``keep``
     (what was just rendered): the model servers of versions no longer routed nor shadowed,
-    and the HorizontalPodAutoscaler each of its Deployments names (``Child.autoscaler``: the
-    index holds no autoscalers) when it is no longer rendered: its version is gone, or
-    ``spec.scaling`` no longer allows more than one replica. Such an autoscaler has no uid
-    here (it is deleted by name)."""
+    and their HorizontalPodAutoscalers when no longer rendered (the version is gone, or
+    ``spec.scaling`` no longer allows more than one replica): as indexed, or as a Deployment
+    names it (``Child.autoscaler``) while the index has not seen it yet; such an autoscaler
+    has no uid here (it is deleted by name)."""
     kept = set(keep)
     known = list(children)
     seen = {(c.kind, c.name) for c in known}

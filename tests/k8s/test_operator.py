@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import re
@@ -529,6 +530,32 @@ def test_a_version_no_longer_routed_loses_its_model_server(
     assert "Deployment/swap-copilot-v5" in kids
     assert event_with(cluster, NS, "swap", "Applied",
                       "removed Deployment swap-copilot-v3, Service swap-copilot-v3")
+
+
+def test_an_autoscaler_no_deployment_names_is_still_pruned(
+        running: OperatorThread, store: KubernetesStore, kubectl: k8s.CustomObjectsApi,
+        cluster: ClusterThread) -> None:
+    """An autoscaler left behind (its delete failed after its Deployment was re-applied
+    without naming it) is found through the operator's index and removed."""
+    first = store.apply(parse_overlay(overlay_doc("stray", {"copilot:3": 100})))
+    cr = wait_for("generation 1", lambda: applied(kubectl, "stray", 1))
+    hpa = copy.deepcopy(children(cluster, "stray")["Deployment/stray-copilot-v3"])
+    body = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "stray-copilot-v9", "namespace": NS,
+                         "uid": str(uuid.uuid4()),
+                         "labels": hpa["metadata"]["labels"],
+                         "ownerReferences": hpa["metadata"]["ownerReferences"]},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": "stray-copilot-v9"},
+                     "minReplicas": 1, "maxReplicas": 2}}
+    k8s.AutoscalingV2Api(cluster.api_client()).create_namespaced_horizontal_pod_autoscaler(
+        NS, body)
+    assert cr["metadata"]["uid"] == body["metadata"]["ownerReferences"][0]["uid"]
+    store.apply(parse_overlay(overlay_doc("stray", {"copilot:3": 100}, scaling={
+        "maxReplicas": 1})), expected_revision=first.revision)
+    wait_for("generation 2", lambda: applied(kubectl, "stray", 2))
+    wait_for("the stray autoscaler removed", lambda: "HorizontalPodAutoscaler/stray-copilot-v9"
+             not in children(cluster, "stray"))
 
 
 def test_scaling_gets_an_autoscaler_until_it_is_removed(
@@ -1139,7 +1166,7 @@ def test_every_call_of_the_operator_is_allowed_by_its_role(
     # kopf's discovery of the kinds it serves (allowed to everyone: system:discovery)
     assert discovery <= {"/api", "/api/v1", "/apis", "/apis/apps/v1",
                          "/apis/apiextensions.k8s.io/v1", f"/apis/{GROUP}/{VERSION}",
-                         "/apis/networking.istio.io/v1"}, discovery
+                         "/apis/networking.istio.io/v1", "/apis/autoscaling/v2"}, discovery
     granted = {(v, g, res) for r in rules for g in r["apiGroups"] for res in r["resources"]
                for v in r["verbs"]}
     # a server-side apply that creates is authorised as create too; the emulator creates on
