@@ -12,8 +12,10 @@ server-side apply, pruning, status patches, Events, the children as indexed) in
   a container image or a provider; ``name@alias`` routes get their version), render, and
   *server-side apply* every child (field manager ``overlay-operator``, ``force``; a create when
   the apply answers 404, as an API server without apply-creates would), then delete the
-  children no longer rendered (the model servers of versions no longer routed: kopf indices
-  of the Deployments and Services it manages say which exist, without a list call). Then the
+  children no longer rendered (the model servers of versions no longer routed, and their
+  autoscalers: kopf indices of the Deployments, Services and HorizontalPodAutoscalers it
+  manages say which exist, without a list call). A spec edited beside the SDK (kubectl,
+  GitOps) is recorded as the overlay's next revision (:meth:`KubernetesStore.settle`). Then the
   status: ``RoutesApplied`` (its message is the ``Routes`` column: ``copilot:3=80
   copilot:4=20``), ``Degraded``, ``Ready``, each with ``observedGeneration``, and
   ``revision``, ``appliedAt``, ``endpoints``; and an Event (``Applied``, with what changed).
@@ -44,9 +46,9 @@ server-side apply, pruning, status patches, Events, the children as indexed) in
 
 API calls the operator makes, all in the watched namespaces (``deploy/rbac/operator.yaml``
 grants exactly these): aioverlays get/list/watch/patch and aioverlays/status patch; events
-create; deployments and services create/patch/list/watch/delete;
+create; deployments, services and horizontalpodautoscalers create/patch/list/watch/delete;
 destinationrules and virtualservices create/patch; controllerrevisions get/list/create/patch
-(the history, on deletion and for alerts).
+(the history: on deletion, for spec edits and for alerts).
 """
 
 from __future__ import annotations
