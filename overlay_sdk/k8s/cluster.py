@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ __all__ = [
     "connection_info",
     "in_pod",
     "load_configuration",
+    "name_key",
+    "owners_of",
     "post_event",
 ]
 
@@ -302,16 +304,35 @@ class Cluster:
 # -- the children, as kopf's indices hold them -------------------------------------------------
 
 
+def _indices(indices: Mapping[str, Any]) -> Iterator[Any]:
+    for key in (DEPLOYMENTS_INDEX, SERVICES_INDEX, AUTOSCALERS_INDEX):
+        if indices.get(key) is not None:
+            yield indices[key]
+
+
+def owners_of(indices: Mapping[str, Any], namespace: str | None, kind: str,
+              name: str) -> list[str | None]:
+    """The controlling AIOverlay uids of the managed ``kind`` objects called ``name`` in
+    ``namespace``, as indexed (the index also keys each child by its name)."""
+    found: list[str | None] = []
+    for index in _indices(indices):
+        found.extend(index.get(name_key(namespace, kind, name), []))
+    return found
+
+
+def name_key(namespace: str | None, kind: str, name: str) -> tuple[str, str | None, str, str]:
+    """The key under which the indices hold a child's owner, by the child's name."""
+    return ("name", namespace, kind, name)
+
+
 def children_of(indices: Mapping[str, Any], namespace: str | None,
                 name: str | None) -> list[rc.Child]:
     """The overlay's children in the indices passed to a handler (its keyword arguments
     :data:`DEPLOYMENTS_INDEX`, :data:`SERVICES_INDEX` and :data:`AUTOSCALERS_INDEX`)."""
     key = (namespace, name)
     found: list[rc.Child] = []
-    for index in (indices.get(DEPLOYMENTS_INDEX), indices.get(SERVICES_INDEX),
-                  indices.get(AUTOSCALERS_INDEX)):
-        if index is not None:
-            found.extend(index.get(key, []))
+    for index in _indices(indices):
+        found.extend(index.get(key, []))
     return found
 
 

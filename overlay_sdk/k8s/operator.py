@@ -81,6 +81,8 @@ from overlay_sdk.k8s.cluster import (
     connection_info,
     in_pod,
     load_configuration,
+    name_key,
+    owners_of,
     post_event,
 )
 from overlay_sdk.k8s.manifests import MANAGED_BY, RenderSettings, VersionTarget
@@ -371,7 +373,9 @@ class Operator:
             overlay = labels.get(f"{prefix}/overlay")
             if not overlay:
                 return None
-            return {(namespace, overlay): rc.child_state(body)}
+            state = rc.child_state(body)
+            return {(namespace, overlay): state,
+                    name_key(namespace, state.kind, state.name): state.owner_uid}
 
         # the children, as watched: readiness and what a new generation leaves behind,
         # without a list call per reconcile
@@ -432,11 +436,13 @@ class Operator:
                              "checks the same rules when the CRD is up to date)",
                              retry=False) from None
 
-    def apply(self, body: Mapping[str, Any], *,
-              children: Iterable[rc.Child] = ()) -> _Applied:
+    def apply(self, body: Mapping[str, Any], *, children: Iterable[rc.Child] = (),
+              owners: Callable[[str, str], Iterable[str | None]] = lambda kind, name: (),
+              ) -> _Applied:
         """Validate, resolve, render and apply ``body``'s children, then delete those of
-        ``children`` (what the indices know of the overlay's) no longer rendered. Failure
-        says what went wrong."""
+        ``children`` (what the indices know of the overlay's) no longer rendered. ``owners``
+        gives the controlling overlays of an object by kind and name (from the indices): a
+        child another overlay controls is not taken over. Failure says what went wrong."""
         meta = body.get("metadata") or {}
         name, namespace, uid = meta.get("name"), meta.get("namespace"), meta.get("uid")
         if not isinstance(namespace, str) or not isinstance(uid, str) or not uid:
@@ -449,6 +455,7 @@ class Operator:
             manifests = render(resolved, targets, settings=self.config.render, uid=uid)
         except ValidationError as err:
             raise rc.Failure("InvalidSpec", f"cannot be rendered: {err}", retry=False) from None
+        rc.check_names(manifests, uid=uid, owners=owners)
         for manifest in manifests:
             self.cluster.apply(manifest)
         keep = [(m["kind"], m["metadata"]["name"]) for m in manifests]
@@ -470,7 +477,10 @@ class Operator:
         generation = meta.get("generation")
         now = datetime.now(UTC)
         try:
-            applied = self.apply(body, children=self._children(kwargs, meta))
+            namespace = meta.get("namespace")
+            applied = self.apply(body, children=self._children(kwargs, meta),
+                                 owners=lambda kind, name: owners_of(kwargs, namespace, kind,
+                                                                     name))
         except rc.Failure as failure:
             self._failed(body, status, patch, failure, generation, retry, now)
         except Exception as err:  # a bug: still no crash loop, and visible on the object

@@ -26,7 +26,7 @@ are dense:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -59,6 +59,7 @@ __all__ = [
     "api_failure",
     "applied_status",
     "backoff",
+    "check_names",
     "child_state",
     "condition",
     "degradation",
@@ -448,6 +449,24 @@ def readiness(children: Iterable[Child], *, uid: str | None,
 
 
 AUTOSCALER_KIND = "HorizontalPodAutoscaler"
+
+
+def check_names(manifests: Iterable[Mapping[str, Any]], *, uid: str,
+                owners: Callable[[str, str], Iterable[str | None]]) -> None:
+    """Failure ``NameConflict`` when a rendered object's name is taken by a child another
+    overlay controls (``owners(kind, name)``: the controlling uids of what exists). Overlay
+    ``a`` routing model ``b-c:1`` and overlay ``a-b`` routing ``c:1`` both name their model
+    server ``a-b-c-v1``: applying it would take the other overlay's."""
+    for manifest in manifests:
+        kind, name = str(manifest.get("kind")), str(manifest["metadata"]["name"])
+        others = sorted({o for o in owners(kind, name) if o and o != uid})
+        if others:
+            raise Failure(
+                "NameConflict", f"{kind} {name} belongs to another AIOverlay (uid "
+                f"{others[0]}): both render that name (an overlay name ending where the other "
+                "overlay's model name begins, such as 'a' + model 'b-c' and 'a-b' + model "
+                "'c'); rename one of the overlays, or register the model under another name",
+                min_delay=30.0)
 
 
 def stale_children(children: Iterable[Child], *, uid: str,

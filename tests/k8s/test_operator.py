@@ -532,6 +532,28 @@ def test_a_version_no_longer_routed_loses_its_model_server(
                       "removed Deployment swap-copilot-v3, Service swap-copilot-v3")
 
 
+def test_a_model_server_name_another_overlay_owns_is_not_taken(
+        running: OperatorThread, kubectl: k8s.CustomObjectsApi, cluster: ClusterThread,
+        registry: FakeRegistry) -> None:
+    """Overlay 'dup' routing model 'b-copilot:3' and overlay 'dup-b' routing 'copilot:3' both
+    name their model server dup-b-copilot-v3: the second is Degraded, the first keeps it."""
+    registry.targets["b-copilot:3"] = VersionTarget("b-copilot:3", "mlflow")
+    kubectl.create_namespaced_custom_object(GROUP, VERSION, NS, "aioverlays",
+                                            overlay_doc("dup", {"b-copilot:3": 100}))
+    first = wait_for("dup applied", lambda: applied(kubectl, "dup", 1))
+    kubectl.create_namespaced_custom_object(GROUP, VERSION, NS, "aioverlays",
+                                            overlay_doc("dup-b", {"copilot:3": 100}))
+    cr = wait_for("dup-b degraded", lambda: degraded(kubectl, "dup-b", "NameConflict"))
+    message = conditions(cr)[rc.DEGRADED]["message"]
+    assert "Deployment dup-b-copilot-v3 belongs to another AIOverlay" in message
+    assert "rename one of the overlays" in message
+    server = stored(cluster, "apps/v1/deployments", NS, "dup-b-copilot-v3")
+    assert server is not None
+    assert [o["uid"] for o in server["metadata"]["ownerReferences"]] == [
+        first["metadata"]["uid"]]
+    assert server["metadata"]["labels"][f"{GROUP}/overlay"] == "dup"
+
+
 def test_an_autoscaler_no_deployment_names_is_still_pruned(
         running: OperatorThread, store: KubernetesStore, kubectl: k8s.CustomObjectsApi,
         cluster: ClusterThread) -> None:

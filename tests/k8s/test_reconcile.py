@@ -290,3 +290,19 @@ def test_what_a_status_tells_the_sdk(status: dict[str, Any] | None, generation: 
     assert report.applied_at == (NOW if "appliedAt" in status else None)
     assert report.gateway_url == (ENDPOINTS["gateway"] if "endpoints" in status else None)
     assert set(report.conditions) == {rc.READY, rc.ROUTES_APPLIED, rc.DEGRADED}
+
+
+def test_a_name_another_overlay_controls_is_a_name_conflict() -> None:
+    manifests = [{"kind": "Deployment", "metadata": {"name": "a-b-c-v1"}},
+                 {"kind": "Service", "metadata": {"name": "a-b-c-v1"}}]
+    held = {("Service", "a-b-c-v1"): ["uid-other"]}
+
+    def owners(kind: str, name: str) -> list[str | None]:
+        return held.get((kind, name), [])
+
+    with pytest.raises(rc.Failure) as info:
+        rc.check_names(manifests, uid="uid-mine", owners=owners)
+    assert info.value.reason == "NameConflict" and info.value.retry
+    assert "Service a-b-c-v1 belongs to another AIOverlay (uid uid-other)" in str(info.value)
+    held[("Service", "a-b-c-v1")] = ["uid-mine", None]  # ours, or an orphan: applied
+    rc.check_names(manifests, uid="uid-mine", owners=owners)
