@@ -16,7 +16,8 @@ _RUN_EPILOG = """\b
 Examples:
   overlay operator run --namespace team-a        # kubeconfig's current context
   overlay operator run -n team-a -n team-b --context kind-overlays \\
-      --registry-uri http://mlflow.mlflow.svc.cluster.local:5000
+      --registry-uri http://127.0.0.1:5000 \\
+      --tracking-uri http://mlflow.mlflow.svc.cluster.local:5000   # from a laptop
   overlay operator run --all-namespaces          # needs a ClusterRole, not deploy/rbac's Role
 
 \b
@@ -42,9 +43,13 @@ def operator() -> None:
 @click.option("--context", help="Kubeconfig context (default: its current context).")
 @click.option("--registry-uri", envvar="OVERLAY_REGISTRY_URI",
               help="MLflow registry that says what runs each version (MLflow model, image, "
-              "provider) and where the model servers load it from (default: "
-              "$OVERLAY_REGISTRY_URI, else the root --registry-uri, else "
-              "http://mlflow.mlflow.svc.cluster.local:5000).")
+              "provider), as the operator reaches it (default: $OVERLAY_REGISTRY_URI, else "
+              "the root --registry-uri, else http://mlflow.mlflow.svc.cluster.local:5000).")
+@click.option("--tracking-uri", envvar="OVERLAY_TRACKING_URI",
+              help="The same registry as the pods reach it: what the model servers and "
+              "gateways are given (default: --registry-uri). Give it when the operator runs "
+              "outside the cluster, e.g. --registry-uri http://127.0.0.1:5000 (a port-forward) "
+              "--tracking-uri http://mlflow.mlflow.svc.cluster.local:5000.")
 @click.option("--telemetry-url", envvar="OVERLAY_TELEMETRY_URL",
               help="SQLAlchemy URL of the call records: evaluates budget and drift alerts "
               "every --alert-interval and posts them as Events (default: "
@@ -64,8 +69,9 @@ def operator() -> None:
 @handles_errors
 def run(ctx: click.Context, namespaces: tuple[str, ...], all_namespaces: bool,
         kubeconfig: str | None, context: str | None, registry_uri: str | None,
-        telemetry_url: str | None, alert_interval: float, gateway_image: str | None,
-        model_server_image: str | None, liveness: str | None, log_level: str) -> None:
+        tracking_uri: str | None, telemetry_url: str | None, alert_interval: float,
+        gateway_image: str | None, model_server_image: str | None, liveness: str | None,
+        log_level: str) -> None:
     """Run the operator in the foreground against any kubeconfig.
 
     For each AIOverlay of the watched namespaces it renders the manifests (what
@@ -91,7 +97,7 @@ def run(ctx: click.Context, namespaces: tuple[str, ...], all_namespaces: bool,
     render_settings = RenderSettings(
         gateway_image=gateway_image or defaults.gateway_image,
         model_server_image=model_server_image or defaults.model_server_image,
-        tracking_uri=registry or defaults.tracking_uri,
+        tracking_uri=tracking_uri or registry or defaults.tracking_uri,
     )
     config = op.OperatorConfig(
         namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context,

@@ -1099,6 +1099,25 @@ def test_overlay_operator_run_needs_a_namespace_choice(tmp_path: Path) -> None:
         assert part in text
 
 
+def test_the_pods_get_the_registry_as_they_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a laptop the operator reads the registry through a port-forward; the pods it
+    renders are given the in-cluster address (--tracking-uri), not 127.0.0.1."""
+    from click.testing import CliRunner
+
+    from overlay_sdk.cli_operator import operator
+
+    seen: list[op.OperatorConfig] = []
+    monkeypatch.setattr(op, "run", lambda config, on_start=None: seen.append(config))
+    result = CliRunner().invoke(operator, [
+        "run", "-n", "a", "--registry-uri", "http://127.0.0.1:5000",
+        "--tracking-uri", "http://mlflow.mlflow.svc:5000"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].registry_uri == "http://127.0.0.1:5000"
+    assert seen[0].render.tracking_uri == "http://mlflow.mlflow.svc:5000"
+    CliRunner().invoke(operator, ["run", "-n", "a", "--registry-uri", "http://m:5000"])
+    assert seen[1].render.tracking_uri == "http://m:5000"  # the same address by default
+
+
 # -- least privilege ---------------------------------------------------------------------------
 
 
