@@ -21,7 +21,7 @@ from overlay_sdk.cli_support import (
     plane,
     read_overlays,
 )
-from overlay_sdk.errors import BackendError, NotFoundError, ValidationError
+from overlay_sdk.errors import BackendError, FieldError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from overlay_sdk.k8s.render import RenderSettings
@@ -67,7 +67,14 @@ def _manifests(overlay: AIOverlay, registry: ModelRegistry | None, where: str,
             if failure.reason == "RegistryUnavailable":
                 raise BackendError(f"{where}: {failure.message}") from None
             raise ValidationError.at("-f", f"{where}: {failure.message}") from None
-    return render_yaml(overlay, versions, settings=settings)
+    try:
+        return render_yaml(overlay, versions, settings=settings)
+    except ValidationError as err:
+        hint = "" if registry is not None else (
+            "; give --resolve to read aliases and versions from the model registry")
+        errors = [*err.errors[:-1], FieldError(err.errors[-1].path,
+                                               err.errors[-1].message + hint)]
+        raise ValidationError(errors, subject=where) from None
 
 
 @contextmanager

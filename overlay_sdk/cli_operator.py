@@ -9,6 +9,7 @@ import os
 import click
 
 from overlay_sdk.cli_support import fail, handles_errors
+from overlay_sdk.errors import FieldError, ValidationError
 
 __all__ = ["operator"]
 
@@ -25,6 +26,9 @@ In a cluster: `kubectl apply -k deploy/` runs it as the Deployment overlay-opera
 `--namespace=$(POD_NAMESPACE)` and its ServiceAccount (RBAC: deploy/rbac/operator.yaml).
 Ctrl-C or SIGTERM stops it after the handlers running finish.
 """
+
+
+_OPTIONS = {"namespaces": "--namespace", "alert_interval": "--alert-interval"}
 
 
 @click.group()
@@ -99,10 +103,14 @@ def run(ctx: click.Context, namespaces: tuple[str, ...], all_namespaces: bool,
         model_server_image=model_server_image or defaults.model_server_image,
         tracking_uri=tracking_uri or registry or defaults.tracking_uri,
     )
-    config = op.OperatorConfig(
-        namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context,
-        registry_uri=registry, telemetry_url=telemetry_url, render=render_settings,
-        liveness=liveness, alert_interval=alert_interval)
+    try:
+        config = op.OperatorConfig(
+            namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context,
+            registry_uri=registry, telemetry_url=telemetry_url, render=render_settings,
+            liveness=liveness, alert_interval=alert_interval)
+    except ValidationError as err:  # name the options, not the configuration's fields
+        raise ValidationError([FieldError(_OPTIONS.get(e.path.split("[")[0], e.path), e.message)
+                               for e in err.errors]) from None
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # a registry that does not answer is a Degraded reason, not minutes of retries

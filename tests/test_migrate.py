@@ -224,3 +224,13 @@ def test_diff_shows_what_apply_would_change(embedded: ControlPlane, registry_hom
     path.write_text(yaml.safe_dump(bad))
     refused = _cli(embedded.home, registry, "diff", "-f", str(path))
     assert refused.exit_code == 2 and "spec.routes" in refused.output
+
+
+def test_render_of_an_alias_without_resolve_says_to_resolve(tmp_path: Path) -> None:
+    aliased = doc("aliased")
+    aliased["spec"]["routes"] = [{"model": "fraud", "alias": "champion", "weight": 100}]
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(aliased))
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path / "h"), "render", "-f", str(path)])
+    assert result.exit_code == 2
+    assert f"document 1 of {path}" in result.output and "give --resolve" in result.output

@@ -67,7 +67,13 @@ import kopf
 from kubernetes import client as k8s
 
 from overlay_sdk.diff import describe_change
-from overlay_sdk.errors import BackendError, NotFoundError, OverlayError, ValidationError
+from overlay_sdk.errors import (
+    BackendError,
+    FieldError,
+    NotFoundError,
+    OverlayError,
+    ValidationError,
+)
 from overlay_sdk.k8s import reconcile as rc
 from overlay_sdk.k8s.cluster import (
     AUTOSCALERS_INDEX,
@@ -147,20 +153,20 @@ class OperatorConfig:
     workers: int = 16
 
     def __post_init__(self) -> None:
-        problems = []
-        for ns in self.namespaces:
+        problems: list[FieldError] = []
+        for i, ns in enumerate(self.namespaces):
             if not isinstance(ns, str) or len(ns) > 63 or not _NAMESPACE.fullmatch(ns):
-                problems.append(f"{ns!r} is not a namespace name (lowercase letters, digits, "
-                                "'-')")
+                problems.append(FieldError(f"namespaces[{i}]", f"{ns!r} is not a namespace name "
+                                           "(lowercase letters, digits, '-')"))
         for name in ("alert_interval", "readiness_interval", "request_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                problems.append(f"{name} must be seconds > 0, got {value!r}")
+                problems.append(FieldError(name, f"must be seconds > 0, got {value!r}"))
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
                 or not 1 <= self.workers <= 256:
-            problems.append(f"workers must be 1..256, got {self.workers!r}")
+            problems.append(FieldError("workers", f"must be 1..256, got {self.workers!r}"))
         if problems:
-            raise ValidationError.at("operator", "; ".join(problems))
+            raise ValidationError(problems, subject="operator configuration")
 
     @property
     def registry(self) -> str:

@@ -1092,6 +1092,9 @@ def test_overlay_operator_run_needs_a_namespace_choice(tmp_path: Path) -> None:
                                       "--context", "elsewhere"])
     assert result.exit_code == 2 and "elsewhere" in result.output
     assert "kubectl config get-contexts" in result.output
+    bad = runner.invoke(operator, ["run", "-n", "team-a", "-n", "Team_B"])
+    assert bad.exit_code == 2
+    assert "--namespace: 'Team_B' is not a namespace name" in bad.output, bad.output
     text = runner.invoke(operator, ["run", "--help"]).output
     for part in ("--namespace", "--all-namespaces", "--kubeconfig", "--context",
                  "--registry-uri", "--telemetry-url", "--liveness", "kubectl apply -k deploy/",
