@@ -23,7 +23,6 @@ and the cluster:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -38,6 +37,7 @@ from kubernetes.config import incluster_config, kube_config
 
 from overlay_sdk.errors import BackendError, ValidationError
 from overlay_sdk.k8s import reconcile as rc
+from overlay_sdk.k8s.api import PLURAL, api_message, in_pod, kubeconfig_files
 from overlay_sdk.spec import API_GROUP, API_VERSION
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
     "post_event",
 ]
 
-PLURAL = "aioverlays"
 FIELD_MANAGER = "overlay-operator"
 
 KINDS: dict[tuple[str, str], tuple[str, str]] = {
@@ -94,21 +93,13 @@ MERGE_PATCH = "application/merge-patch+json"
 # -- connecting --------------------------------------------------------------------------------
 
 
-def in_pod() -> bool:
-    """Whether this process runs in a pod with a service account token."""
-    return bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)) and Path(
-        incluster_config.SERVICE_TOKEN_FILENAME).is_file()
-
-
 def load_configuration(kubeconfig: str | None = None,
                        context: str | None = None) -> k8s.Configuration:
     """A client configuration from ``kubeconfig`` (None: ``$KUBECONFIG`` or
     ``~/.kube/config``) and ``context`` (None: its current context), or the pod's service
     account when neither is given and there is no kubeconfig. ValidationError says why not."""
     configuration = k8s.Configuration()
-    default = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
-    if kubeconfig is None and context is None and in_pod() \
-            and not default.expanduser().is_file():
+    if kubeconfig is None and context is None and in_pod() and not kubeconfig_files()[1]:
         try:
             incluster_config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration)
@@ -155,17 +146,6 @@ def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
 
 
 # -- the API calls -----------------------------------------------------------------------------
-
-
-def api_message(err: ApiException) -> str:
-    """The API server's own message in an error answer (its ``Status.message``), else the
-    HTTP reason."""
-    try:
-        body = json.loads(err.body or "")
-    except (TypeError, ValueError):
-        return str(err.reason or "").strip()
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or err.reason or "").strip()
 
 
 class Cluster:

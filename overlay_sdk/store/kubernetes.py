@@ -66,7 +66,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import os
 import random
 import re
 import threading
@@ -74,7 +73,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -89,6 +87,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from overlay_sdk.diff import describe_change
 from overlay_sdk.errors import BackendError, ConflictError, NotFoundError, ValidationError
 from overlay_sdk.home import default_author
+from overlay_sdk.k8s.api import PLURAL, api_message, in_pod, kubeconfig_files
 from overlay_sdk.spec import API_GROUP, API_VERSION, DNS_LABEL, KIND, AIOverlay, parse_overlay
 from overlay_sdk.store.base import (
     Action,
@@ -117,7 +116,6 @@ __all__ = [
     "revision_object_name",
 ]
 
-PLURAL = "aioverlays"
 URL_SCHEME = "k8s"
 FIELD_MANAGER = "overlay-sdk"
 REVISION_ANNOTATION = f"{API_GROUP}/revision"
@@ -201,24 +199,11 @@ def _check_namespace(namespace: object, *, field: str, where: str = "") -> str:
     return namespace
 
 
-def _kubeconfig() -> tuple[str, builtins.list[str]]:
-    """The kubeconfig setting ($KUBECONFIG, else ~/.kube/config) and its files that exist."""
-    setting = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
-    paths = [p for p in setting.split(os.pathsep) if p]
-    return setting, [p for p in paths if Path(p).expanduser().is_file()]
-
-
-def _in_pod() -> bool:
-    return bool(os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)) and Path(
-        SERVICE_TOKEN_FILE
-    ).is_file()
-
-
 def _client_for(context: str | None, *, field: str) -> tuple[k8s.ApiClient, str]:
     """An ApiClient for ``context`` (None: the current context, else in-cluster config),
     and a description of where it points. ValidationError at ``field`` when it cannot be."""
-    setting, files = _kubeconfig()
-    if context is None and not files and _in_pod():
+    setting, files = kubeconfig_files()
+    if context is None and not files and in_pod(SERVICE_TOKEN_FILE):
         configuration = k8s.Configuration()
         try:
             loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
@@ -558,7 +543,7 @@ class KubernetesStore:
             ) from err
 
     def _api_error(self, doing: str, err: ApiException) -> BackendError:
-        message = _status_message(err)
+        message = api_message(err)
         if err.status == 401:
             hint = "the credentials were refused: refresh them (kubectl get ns to check)"
         elif err.status == 403:
@@ -1212,16 +1197,6 @@ def _selected(selector: str, obj: Mapping[str, Any]) -> bool:
     labels = _meta(obj).get("labels") or {}
     key, _, value = selector.partition("=")
     return key in labels and (not value or labels[key] == value)
-
-
-def _status_message(err: ApiException) -> str:
-    try:
-        body = json.loads(err.body or "")
-    except (TypeError, ValueError):
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return f"{err.reason or 'no reason given'}"
 
 
 def _backoff(attempt: int) -> None:
