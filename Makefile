@@ -8,7 +8,22 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 
-.PHONY: demo test lint pytest postgres chromium bench crd clean help
+# The JupyterLab extension (jupyter_ext/, TypeScript): `pip install -e` builds it once (the
+# hatch-jupyter-builder hook); $(LABEXT) rebuilds it when its sources change. jlpm and
+# jupyter-builder come with the venv's jupyterlab, hence PATH.
+EXT         := jupyter_ext
+EXT_SOURCES := $(wildcard $(EXT)/src/*.ts $(EXT)/style/*.css $(EXT)/style/*.js \
+               $(EXT)/style/icons/*.svg $(EXT)/schema/*.json) \
+               $(EXT)/package.json $(EXT)/yarn.lock $(EXT)/tsconfig.json
+LABEXT      := overlay_sdk/labextension/package.json
+JLPM        := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/jlpm
+# what `jupyter labextension develop --overwrite .` does: link the build output into the
+# venv, so JupyterLab serves every rebuild (an editable install only copies it once)
+LABEXT_DEVELOP = $(BIN)/python -c "from jupyter_builder.federated_extensions import \
+	develop_labextension as d; d('overlay_sdk/labextension', symlink=True, overwrite=True, \
+	sys_prefix=True, destination='@overlay-sdk/jupyterlab-ext')"
+
+.PHONY: demo test lint pytest labextension postgres chromium bench crd clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -17,21 +32,32 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(LABEXT_DEVELOP)
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## start JupyterLab on examples/ with the embedded control plane (DEMO_SMOKE=1: check and exit)
+# jlpm install is a no-op (~1 s) unless package.json or yarn.lock changed; the build ~5 s
+$(LABEXT): $(EXT_SOURCES) | $(STAMP)
+	cd $(EXT) && $(JLPM) install && $(JLPM) build
+	$(LABEXT_DEVELOP)
+	@touch $@
+
+labextension: $(LABEXT)  ## build the JupyterLab extension (jupyter_ext/) when its sources changed
+
+demo: $(STAMP) $(LABEXT)  ## start JupyterLab on examples/ with the embedded control plane (DEMO_SMOKE=1: check and exit)
 	$(BIN)/python -m overlay_sdk.demo --port $(PORT)
 
-test: $(STAMP) lint pytest  ## run every test (lint, types, pytest, notebooks under nbval)
+test: $(STAMP) $(LABEXT) lint pytest  ## run every test (lint, types, pytest, notebooks under nbval)
 
-lint: $(STAMP)  ## ruff, mypy --strict, import layers, CRD up to date
+lint: $(STAMP) $(LABEXT)  ## ruff, mypy --strict, import layers, CRD up to date, tsc
 	$(BIN)/ruff check overlay_sdk tests benchmarks examples/legacy_app
+	cd $(EXT) && $(JLPM) check
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m overlay_sdk.crd --check
 
-pytest: $(STAMP) postgres chromium
+pytest: $(STAMP) $(LABEXT) postgres chromium
 	node --test widgets/test/
+	cd $(EXT) && $(JLPM) test
 	OVERLAY_HOME=$$(mktemp -d) $(BIN)/python -m pytest tests examples --nbval-lax --durations=20
 
 # The telemetry tests start a throwaway PostgreSQL cluster from Debian's binaries; without
@@ -65,3 +91,5 @@ crd: $(STAMP)  ## regenerate deploy/crds/aioverlay.yaml from overlay_sdk/spec.py
 
 clean:  ## remove the virtualenv and caches (keeps .overlay/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(EXT)/node_modules $(EXT)/lib $(EXT)/build-test $(EXT)/tsconfig.tsbuildinfo \
+		overlay_sdk/labextension
