@@ -90,3 +90,8 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension is (``jupyter labextension develop .``)."""
+    return [{"src": "labextension", "dest": "@overlay-sdk/jupyterlab-ext"}]
