@@ -219,6 +219,11 @@ class Reloader:
 
     async def _apply(self, rev: Revision, plan: routing.RoutePlan | None) -> None:
         name = rev.name
+        if self.desired.get(name) != rev.revision:
+            # a newer revision came while this one waited (its history being replayed, a
+            # retry): applying it now would undo the newer one, e.g. revive a deleted overlay
+            self._record(rev, "superseded")
+            return
         if rev.overlay is None or plan is None:
             self.directory = self.directory.without(name)
             self.serving.pop(name, None)

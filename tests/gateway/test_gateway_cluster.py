@@ -397,7 +397,17 @@ def test_the_embedded_gateway_is_ready_once_every_live_overlay_serves(
             assert status == 503 and "'boxed'" in body["reason"], body
             assert body["overlays"]["chat"]["state"] == "serving"
             cp.overlays.delete(boxed.name)
-            wait_for("ready again", lambda: http("GET", f"{gw.url}/readyz")[0] == 200)
+            seen: list[object] = []
+
+            def ready_again() -> bool:
+                status, _, body = http("GET", f"{gw.url}/readyz")
+                seen.append(body)
+                return status == 200
+
+            try:
+                wait_for("ready again", ready_again)
+            except AssertionError as err:
+                raise AssertionError(f"{err}; /readyz said {seen[-1]!r}") from None
             assert gw.status()["shadowMode"] == "gateway"  # the embedded default
     finally:
         cp.close()

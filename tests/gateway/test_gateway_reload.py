@@ -277,3 +277,52 @@ def test_metrics_of_a_recreated_overlay_start_afresh(plane: ControlPlane,
     gateway.flush()
     assert o.metrics()["calls"].sum() == 1
     assert len(o.metrics(by=None)) == 1 and o.metrics(by=None)["revision"].tolist() == [3]
+
+
+def test_a_revision_that_waited_for_its_history_never_revives_a_deleted_overlay(
+        tmp_path: Path) -> None:
+    """A first sight of an overlay replays its history off the loop; its deletion may be
+    applied meanwhile. The replayed revision must then be dropped as superseded, not
+    installed on top of the deletion (seen under load: a deleted overlay kept /readyz
+    at 503)."""
+    import threading
+    from unittest.mock import MagicMock
+
+    from overlay_sdk.gateway.reload import Reloader
+    from overlay_sdk.spec import parse_overlay
+    from overlay_sdk.store import LocalStore
+
+    store = LocalStore(tmp_path / "overlays.db")
+    first = store.apply(parse_overlay({
+        "metadata": {"name": "boxed"},
+        "spec": {"host": {"url": "http://127.0.0.1:9"},
+                 "routes": [{"model": "boxed", "version": "1", "weight": 100}]}}))
+    tomb = store.delete("boxed")
+    gate = threading.Event()
+
+    class SlowHistory:
+        def history(self, name: str) -> Any:
+            gate.wait(5)
+            return store.history(name)
+
+    states: list[tuple[int, str]] = []
+
+    async def main() -> Reloader:
+        reloader = Reloader(
+            SlowHistory(), MagicMock(),  # type: ignore[arg-type]
+            record=lambda name, revision, state, **_: states.append((revision, state)),
+            on_first_serving=lambda active: None, on_release=lambda keys: None)
+        reloader.on_revision(first)  # first sight: its history is replayed, off the loop
+        reloader.on_revision(tomb)  # the deletion is applied meanwhile
+        await asyncio.sleep(0.05)
+        assert "boxed" in reloader.deleted
+        gate.set()
+        await asyncio.gather(*list(reloader._tasks))
+        return reloader
+
+    try:
+        reloader = asyncio.run(main())
+    finally:
+        store.close()
+    assert "boxed" in reloader.deleted and "boxed" not in reloader.directory.overlays
+    assert (2, "deleted") in states and (1, "superseded") in states
