@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from overlay_sdk.errors import ValidationError
 from overlay_sdk.telemetry import open_store
 
 __all__ = ["ALERT_COLUMNS", "Alert", "alerts_table", "extend_alert", "raise_alerts",
@@ -106,8 +107,13 @@ def extend_alert(url: str, key: str, details: dict[str, Any]) -> None:
 
 
 def read_alerts(url: str, *, overlay: str | None = None, kind: str | None = None,
-                since: datetime | None = None) -> pd.DataFrame:
-    """Stored alerts, newest first, as a DataFrame (:data:`ALERT_COLUMNS`)."""
+                since: datetime | None = None, limit: int | None = None) -> pd.DataFrame:
+    """Stored alerts, newest first, as a DataFrame (:data:`ALERT_COLUMNS`): of ``overlay``
+    and ``kind`` (None: any), from ``since`` on, at most ``limit`` (the newest; None: all)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise ValidationError.at("limit", f"give a whole number of at least 1, or None for "
+                                 f"every alert; got {limit!r:.60}")
     engine = _engine(url)
     query = sa.select(*[alerts_table.c[c] for c in ALERT_COLUMNS]).order_by(
         alerts_table.c.time.desc(), alerts_table.c.id.desc())
@@ -117,6 +123,8 @@ def read_alerts(url: str, *, overlay: str | None = None, kind: str | None = None
         query = query.where(alerts_table.c.kind == kind)
     if since is not None:
         query = query.where(alerts_table.c.time >= since.astimezone(UTC))
+    if limit is not None:
+        query = query.limit(limit)
     try:
         with engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(ALERT_COLUMNS))

@@ -28,6 +28,7 @@ from overlay_sdk.jupyter.payloads import (
     dumps,
     parse_body,
     parse_limit,
+    parse_model_rollback,
     parse_plane,
     parse_rollback,
     parse_since,
@@ -60,7 +61,8 @@ class _Handler(APIHandler):
             plane = parse_plane(self.get_query_argument("plane", None))
 
             def run() -> Any:
-                return work(self.planes.get(plane))
+                with self.planes.lease(plane) as cp:
+                    return work(cp)
 
             result = await IOLoop.current().run_in_executor(None, run)
         except Exception as err:
@@ -129,6 +131,25 @@ class ModelsHandler(_Handler):
         await self.answer(service.models)
 
 
+class ModelAliasesHandler(_Handler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        await self.answer(lambda cp: service.aliases(cp, name))
+
+
+class ModelRollbackHandler(_Handler):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        try:
+            request = parse_model_rollback(parse_body(self.request.body, empty={}))
+        except ApiError as err:
+            self.fail(err)
+            return
+        await self.answer(lambda cp: service.rollback_model(cp, name, request))
+
+
 class TopologyHandler(_Handler):
     @tornado.web.authenticated
     @authorized
@@ -161,6 +182,8 @@ _ROUTES: list[tuple[str, type[_Handler]]] = [
     (f"overlays/{_NAME}/rollback", RollbackHandler),
     (f"overlays/{_NAME}/traffic", TrafficHandler),
     ("models", ModelsHandler),
+    (f"models/{_NAME}/aliases", ModelAliasesHandler),
+    (f"models/{_NAME}/rollback", ModelRollbackHandler),
     ("topology", TopologyHandler),
     ("alerts", AlertsHandler),
 ]

@@ -2,11 +2,12 @@
 
 The handlers (:mod:`overlay_sdk.jupyter.handlers`) read SDK objects in a worker thread and
 pass them here: :func:`overlay_payload`, :func:`history_payload`, :func:`models_payload`,
-:func:`alerts_payload` shape them into the JSON of ``docs/jupyter-extension-api.md``. Request
-bodies and query arguments are data from a browser: :func:`parse_rollback`,
-:func:`parse_traffic`, :func:`parse_limit`, :func:`parse_since` check their types and name the
-field at fault (:class:`ApiError`) before the SDK validates the change as any other.
-:func:`api_error` maps the SDK's errors to HTTP statuses. No I/O, no tornado.
+:func:`aliases_payload`, :func:`alerts_payload` shape them into the JSON of
+``docs/jupyter-extension-api.md``. Request bodies and query arguments are data from a
+browser: :func:`parse_rollback`, :func:`parse_traffic`, :func:`parse_model_rollback`,
+:func:`parse_limit`, :func:`parse_since` check their types and name the field at fault
+(:class:`ApiError`) before the SDK validates the change as any other. :func:`api_error` maps
+the SDK's errors to HTTP statuses, in the body's terms. No I/O, no tornado.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from typing import Any
 from overlay_sdk.errors import (
     BackendError,
     ConflictError,
+    FieldError,
     NotFoundError,
     OverlayError,
     ValidationError,
 )
 from overlay_sdk.overlays import KEEP
+from overlay_sdk.registry_aliases import DEFAULT_ALIAS
 from overlay_sdk.spec import AIOverlaySpec
 from overlay_sdk.store import Revision
 
@@ -36,11 +39,13 @@ __all__ = [
     "HEALTH_UNKNOWN",
     "MAX_ALERT_LIMIT",
     "ApiError",
+    "ModelRollbackRequest",
     "RollbackRequest",
     "ShadowChange",
     "TrafficRequest",
     "alert_counts",
     "alerts_payload",
+    "aliases_payload",
     "api_error",
     "dumps",
     "health_by_overlay",
@@ -49,6 +54,7 @@ __all__ = [
     "overlay_payload",
     "parse_body",
     "parse_limit",
+    "parse_model_rollback",
     "parse_plane",
     "parse_rollback",
     "parse_since",
@@ -62,6 +68,7 @@ DEFAULT_ALERT_LIMIT = 50
 MAX_ALERT_LIMIT = 1000
 HEALTH_UNKNOWN = ("unknown", "")
 _MAX_MESSAGE = 2000  # longest revision message a body may carry
+_MAX_TO = 200  # longest "to" of a model rollback (a label, a time phrase)
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -84,17 +91,22 @@ def api_error(err: BaseException, *,
               field_of: Callable[[str], str] | None = None) -> ApiError:
     """The answer for an error raised while serving a request.
 
-    ValidationError -> 400 naming its first path (as ``field_of`` renames it: SDK paths to
-    the request's fields), 500 when that is a setting of the server (``OverlaySdk.home``);
-    NotFoundError -> 404; ConflictError -> 409 (field
-    ``revision``); BackendError -> 502; an ApiError as it is; anything else -> 500."""
+    ValidationError -> 400 naming its first path, 500 when that is a setting of the server
+    (``OverlaySdk.home``); ``field_of`` renames SDK paths to the request's fields, in
+    ``field`` and in the message alike (``spec.routes[0].weight`` -> ``weights['fraud:1']``);
+    NotFoundError -> 404; ConflictError -> 409 (field ``revision``); BackendError -> 502; an
+    ApiError as it is; anything else -> 500."""
     if isinstance(err, ApiError):
         return err
     if isinstance(err, ValidationError):
         path = err.paths[0] if err.paths else ""
         if path.startswith(CONFIG_FIELD_PREFIX):  # the server's configuration, not the request
             return ApiError(500, f"the server's configuration is unusable: {err}", path)
-        return ApiError(400, str(err), (field_of(path) if field_of else path) or None)
+        if field_of is None:
+            return ApiError(400, str(err), path or None)
+        renamed = ValidationError([FieldError(field_of(e.path) if e.path else "", e.message)
+                                   for e in err.errors], subject=err.subject)
+        return ApiError(400, str(renamed), renamed.paths[0] or None)
     if isinstance(err, NotFoundError):
         return ApiError(404, str(err))
     if isinstance(err, ConflictError):
@@ -383,7 +395,8 @@ def _shadow_change(value: Any) -> ShadowChange | None:
 def traffic_field(path: str, request: TrafficRequest) -> str:
     """The body field an SDK error path of a traffic change is about: ``spec.routes`` ->
     ``weights``, ``spec.routes[1]`` -> ``weights['fraud:2']`` (the weights in the order
-    sent), ``spec.shadow.percent`` -> ``shadow.percent``; others unchanged."""
+    sent), ``spec.shadow.percent`` -> ``shadow.percent``, ``shadow`` (the reference given)
+    -> ``shadow.ref``; others unchanged."""
     m = re.fullmatch(r"spec\.routes(?:\[(\d+)\])?(.*)", path)
     if m:
         keys = list(request.weights)
@@ -392,7 +405,65 @@ def traffic_field(path: str, request: TrafficRequest) -> str:
         return "weights"
     if path == "spec.shadow" or path.startswith("spec.shadow."):
         return path[len("spec."):]
-    return path
+    return {"shadow": "shadow.ref", "percent": "shadow.percent"}.get(path, path)
+
+
+@dataclass(frozen=True)
+class ModelRollbackRequest:
+    """Where to move ``alias`` of a model back to: ``to`` as ``cp.models.rollback`` takes it
+    ("previous", a version, a label, a point in time); ``reason`` (None: the SDK's)."""
+
+    to: str | int = "previous"
+    alias: str = DEFAULT_ALIAS
+    reason: str | None = None
+
+
+def parse_model_rollback(data: Any) -> ModelRollbackRequest:
+    """A model rollback body ``{"to": "previous" | 3 | "3" | "C=0.1" | "yesterday" |
+    "2026-11-25T10:00:00Z", "alias": "serving", "reason": "..."}`` (every field optional;
+    null is the default). The SDK checks the values (a version that exists, an alias name, a
+    past time)."""
+    body = _object(data, ("to", "alias", "reason"))
+    to = body.get("to")
+    if to is None:
+        to = "previous"
+    elif isinstance(to, bool) or not isinstance(to, int | str):
+        raise ApiError(400, 'give "previous", a version such as 3 or "3", the label of one '
+                       'version, or a past time such as "yesterday" or "2026-11-25T10:00:00Z"; '
+                       f"got {json.dumps(to)[:60]}", "to")
+    elif isinstance(to, str) and (not to.strip() or len(to) > _MAX_TO):
+        raise ApiError(400, 'give "previous", a version, a label or a past time as a non-empty '
+                       f"string of at most {_MAX_TO} characters", "to")
+    alias = body.get("alias")
+    if alias is None:
+        alias = DEFAULT_ALIAS
+    elif not isinstance(alias, str):
+        raise ApiError(400, f'give the alias to move as a string such as "{DEFAULT_ALIAS}", '
+                       f"got {json.dumps(alias)[:60]}", "alias")
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ApiError(400, f"give the reason as a string, or null; got "
+                       f"{json.dumps(reason)[:60]}", "reason")
+    return ModelRollbackRequest(to=to, alias=alias,
+                                reason=reason if reason and reason.strip() else None)
+
+
+def aliases_payload(name: str, aliases: Mapping[str, str],
+                    history: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """``GET models/NAME/aliases``: where each alias points now and every recorded move,
+    oldest first (rows of ``cp.models.alias_history(name)``: ``previous`` -> ``from``,
+    ``version`` -> ``to``; null: the alias did not exist / was deleted)."""
+    def text(value: Any) -> str | None:
+        return None if _missing(value) else str(value)
+
+    return {
+        "model": name,
+        "aliases": {str(a): str(v) for a, v in sorted(aliases.items())},
+        "history": [{"alias": str(r["alias"]), "from": text(r.get("previous")),
+                     "to": text(r.get("version")), "time": to_iso(r.get("time")),
+                     "author": str(r.get("author") or ""), "reason": text(r.get("reason"))}
+                    for r in history],
+    }
 
 
 def parse_limit(text: str | None) -> int:

@@ -45,9 +45,18 @@ def scoring(sdk: ControlPlane) -> Overlay:
 
 
 @pytest.fixture
-def jp_server_config(home: Path, registry_uri: str) -> Config:
+def allow_unauthenticated() -> bool:
+    """``ServerApp.allow_unauthenticated_access``: with True the server no longer refuses
+    unauthenticated calls itself, so only the handlers' ``@authenticated`` does (a test
+    parametrizes it)."""
+    return False
+
+
+@pytest.fixture
+def jp_server_config(home: Path, registry_uri: str, allow_unauthenticated: bool) -> Config:
     return Config({
-        "ServerApp": {"jpserver_extensions": {"overlay_sdk.jupyter": True}},
+        "ServerApp": {"jpserver_extensions": {"overlay_sdk.jupyter": True},
+                      "allow_unauthenticated_access": allow_unauthenticated},
         "OverlaySdk": {"home": str(home), "registry_uri": registry_uri},
     })
 

@@ -12,16 +12,48 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
 import overlay_sdk
 from overlay_sdk.alerts import Alert, raise_alerts
 from overlay_sdk.client import ControlPlane, connect
+from overlay_sdk.jupyter import handlers
 from overlay_sdk.overlays import Overlay
 from tests.conftest import dump_sqlite
 
 API = ("overlay-sdk", "api")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
+_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
+def _routes() -> list[tuple[str, str, type[Any]]]:
+    """(METHOD, path under API, handler) of every method each handler of the handler table
+    defines (not APIHandler's own OPTIONS), NAME filled in: a new route or method is covered
+    without touching the tests."""
+    prefix = "/" + "/".join(API) + "/"
+    out = []
+    for pattern, handler in handlers.handler_table("/"):
+        assert pattern.startswith(prefix), pattern
+        path = pattern[len(prefix):]
+        name = "fraud" if path.startswith("models/") else "scoring"
+        path = path.replace(handlers._NAME, name)
+        assert "(" not in path, f"fill in the new path argument of {pattern}"
+        for method in _METHODS:
+            if getattr(handler, method) is not getattr(APIHandler, method):  # ours
+                out.append((method.upper(), path, handler))
+    return out
+
+
+ROUTES = _routes()
+POST_BODIES: dict[str, Any] = {  # a body each POST route accepts
+    "overlays/scoring/rollback": {"to": 1},
+    "overlays/scoring/traffic": {"weights": {"fraud:1": 100}},
+    "models/fraud/rollback": {"to": "1", "alias": "never-set-here"},
+}
+POSTS = [path for method, path, _ in ROUTES if method == "POST"]
 
 
 async def get(jp_fetch: Any, *path: str, **params: str) -> Any:
@@ -60,7 +92,7 @@ def state(sdk: ControlPlane, home: Path) -> Any:
 
 
 async def test_get_shapes(jp_fetch: Any, sdk: ControlPlane, scoring: Overlay,
-                          home: Path) -> None:
+                          home: Path, registry_uri: str) -> None:
     now = datetime.now(UTC)
     raise_alerts(sdk.telemetry_url, [
         Alert(overlay="scoring", kind="budget", key="budget:scoring:today",
@@ -72,7 +104,7 @@ async def test_get_shapes(jp_fetch: Any, sdk: ControlPlane, scoring: Overlay,
 
     status = await get(jp_fetch, "status")
     assert status == {"version": overlay_sdk.__version__, "controlPlane": str(home),
-                      "overlays": 1, "models": 1}
+                      "registryUri": registry_uri, "overlays": 1, "models": 1}
 
     overlays = (await get(jp_fetch, "overlays"))["overlays"]
     assert len(overlays) == 1
@@ -139,19 +171,52 @@ async def test_get_shapes(jp_fetch: Any, sdk: ControlPlane, scoring: Overlay,
     assert (code, error["field"]) == (400, "since")
 
 
-async def test_unauthenticated_calls_are_refused(jp_fetch: Any, http_server_client: Any,
-                                                 jp_base_url: str, scoring: Overlay) -> None:
-    for method, path, body in [("GET", "status", None), ("GET", "overlays", None),
-                               ("POST", "overlays/scoring/rollback", "{}")]:
-        with pytest.raises(HTTPClientError) as caught:
-            await jp_fetch(*API, *path.split("/"), method=method, body=body,
-                           headers={"Authorization": "token not-the-token"})
-        assert caught.value.code == 403
-        url = f"{jp_base_url}{'/'.join(API)}/{path}"
-        response = await http_server_client.fetch(url, method=method, body=body,
-                                                  raise_error=False, follow_redirects=False)
-        assert response.code == 403, (method, path)
+def test_the_route_table_is_what_the_tests_cover() -> None:
+    assert {(m, p) for m, p, _ in ROUTES} >= {
+        ("GET", "status"), ("GET", "overlays"), ("GET", "overlays/scoring"),
+        ("POST", "overlays/scoring/rollback"), ("POST", "overlays/scoring/traffic"),
+        ("GET", "models"), ("GET", "models/fraud/aliases"), ("POST", "models/fraud/rollback"),
+        ("GET", "topology"), ("GET", "alerts")}
+    assert sorted(POSTS) == sorted(POST_BODIES)  # a new POST route needs a body here
+
+
+@pytest.mark.parametrize(("method", "path", "handler"), ROUTES,
+                         ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_every_handler_method_is_authenticated_then_authorized(
+        method: str, path: str, handler: type[Any]) -> None:
+    """The outermost decorator is tornado's @authenticated, the next jupyter_server's
+    @authorized: the server's own check in prepare() can be turned off
+    (allow_unauthenticated_access), these cannot."""
+    function = getattr(handler, method.lower())
+    authenticated_code = tornado.web.authenticated(lambda self: None).__code__
+    authorized_code = authorized(lambda self: None).__code__
+    assert function.__code__ is authenticated_code, f"{handler.__name__}.{method.lower()}"
+    assert function.__wrapped__.__code__ is authorized_code, f"{handler.__name__}"
+
+
+@pytest.mark.parametrize("allow_unauthenticated", [False, True])
+@pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, _ in ROUTES],
+                         ids=[f"{m} {p}" for m, p, _ in ROUTES])
+async def test_unauthenticated_calls_are_refused(
+        jp_fetch: Any, http_server_client: Any, jp_base_url: str, sdk: ControlPlane,
+        scoring: Overlay, home: Path, method: str, path: str,
+        allow_unauthenticated: bool) -> None:
+    """With a wrong token and with no credentials at all: 403, nothing changed; also when
+    the server lets unauthenticated requests reach the handlers."""
+    body = json.dumps(POST_BODIES[path]) if method == "POST" else None
+    before = state(sdk, home)
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(*API, *path.split("/"), method=method, body=body,
+                       headers={"Authorization": "token not-the-token"})
+    assert caught.value.code == 403
+    url = f"{jp_base_url}{'/'.join(API)}/{path}"
+    response = await http_server_client.fetch(url, method=method, body=body,
+                                              raise_error=False, follow_redirects=False)
+    assert response.code == 403, (method, path)
+    assert state(sdk, home) == before
     assert scoring.refresh().revision == 2
+    ok = await jp_fetch(*API, *path.split("/"), method=method, body=body, raise_error=False)
+    assert ok.code != 403  # the token the fixture sends is let in
 
 
 def _cookies(response: HTTPResponse) -> dict[str, str]:
@@ -162,8 +227,11 @@ def _cookies(response: HTTPResponse) -> dict[str, str]:
     return out
 
 
+@pytest.mark.parametrize("path", POSTS)
 async def test_cookie_post_needs_the_xsrf_token(http_server_client: Any, jp_base_url: str,
-                                                jp_serverapp: Any, scoring: Overlay) -> None:
+                                                jp_serverapp: Any, sdk: ControlPlane,
+                                                home: Path, scoring: Overlay,
+                                                path: str) -> None:
     """A browser session: log in with the token on the login page (cookie), then POST with
     the cookie alone (refused: a cross-site page could send it) and with the XSRF token."""
     login = f"{jp_base_url}login"
@@ -179,25 +247,29 @@ async def test_cookie_post_needs_the_xsrf_token(http_server_client: Any, jp_base
     jar.update(_cookies(response))
     assert len(jar) == 2  # _xsrf and the login cookie
     cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
-    url = f"{jp_base_url}{'/'.join(API)}/overlays/scoring/rollback"
+    url = f"{jp_base_url}{'/'.join(API)}/{path}"
+    body = json.dumps(POST_BODIES[path])
 
     read = await http_server_client.fetch(f"{jp_base_url}{'/'.join(API)}/overlays",
                                           headers={"Cookie": cookie}, raise_error=False)
     assert read.code == 200  # the session works for reading
 
-    before = scoring.refresh().revision
+    before = state(sdk, home)
     refused_post = await http_server_client.fetch(
-        url, method="POST", body=json.dumps({"to": 1}), headers={"Cookie": cookie},
-        raise_error=False)
+        url, method="POST", body=body, headers={"Cookie": cookie}, raise_error=False)
     assert refused_post.code == 403
     assert "xsrf" in json.loads(refused_post.body)["message"].lower()
-    assert scoring.refresh().revision == before
+    assert state(sdk, home) == before
 
     accepted = await http_server_client.fetch(
-        url, method="POST", body=json.dumps({"to": 1}),
-        headers={"Cookie": cookie, "X-XSRFToken": xsrf}, raise_error=False)
-    assert accepted.code == 200, accepted.body
-    assert scoring.refresh().revision == before + 1
+        url, method="POST", body=body, headers={"Cookie": cookie, "X-XSRFToken": xsrf},
+        raise_error=False)
+    assert accepted.code != 403, accepted.body  # the handler answered
+    if path.startswith("overlays/"):
+        assert accepted.code == 200, accepted.body
+        assert scoring.refresh().revision == 3
+    else:  # the shared registry's fraud has no such alias: answered, and nothing moved
+        assert (accepted.code, json.loads(accepted.body)["error"]["field"]) == (404, "alias")
 
 
 async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
@@ -227,6 +299,9 @@ async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
         ("rollback", {"message": 5}, 400, "message"),
         ("rollback", "nope", 400, "body"),
         ("rollback", {"to": 99}, 404, "to"),
+        ("rollback", {"revision": "2"}, 400, "revision"),
+        ("rollback", {"revision": 2.0}, 400, "revision"),
+        ("traffic", {"weights": {"fraud:1": 100}, "revision": "2"}, 400, "revision"),
     ]
     for action, body, status, field in cases:
         code, error = await refused(jp_fetch, "overlays", "scoring", action, method="POST",
@@ -296,8 +371,20 @@ async def test_a_stale_revision_is_a_conflict(jp_fetch: Any, sdk: ControlPlane,
         code, error = await refused(jp_fetch, "overlays", "scoring", action, method="POST",
                                     body=body)
         assert (code, error["field"]) == (409, "revision")
-        assert "revision 3" in error["message"]
+        assert "revision 3" in error["message"] and "revision 2" in error["message"]
     assert state(sdk, home) == before
+
+    # the revision shown now: accepted
+    answer = await post(jp_fetch, "overlays", "scoring", "rollback",
+                        body={"to": 2, "revision": 3})
+    assert answer["revision"] == 4 and answer["weights"] == {"fraud:1": 90, "fraud:2": 10}
+    answer = await post(jp_fetch, "overlays", "scoring", "traffic",
+                        body={"weights": {"fraud:1": 70, "fraud:2": 30}, "revision": 4})
+    assert answer["revision"] == 5
+    code, error = await refused(jp_fetch, "overlays", "scoring", "rollback", method="POST",
+                                body={"revision": 4})  # already stale again
+    assert (code, error["field"]) == (409, "revision")
+    assert sdk.overlays.get("scoring").revision == 5
 
 
 async def test_plane_selects_another_home(jp_fetch: Any, scoring: Overlay, tmp_path: Path,
@@ -317,6 +404,28 @@ async def test_plane_selects_another_home(jp_fetch: Any, scoring: Overlay, tmp_p
     assert [o["name"] for o in (await get(jp_fetch, "overlays"))["overlays"]] == ["scoring"]
     code, error = await refused(jp_fetch, "status", plane="ftp://somewhere")
     assert (code, error["field"]) == (400, "plane")
+
+
+async def test_a_plane_from_a_request_must_exist_and_nothing_is_created(
+        jp_fetch: Any, scoring: Overlay, tmp_path: Path, jp_serverapp: Any) -> None:
+    (tmp_path / "plain").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    for address, says in [("relative/home", "not a control plane address"),
+                          ("~/home", "not a control plane address"),
+                          ("ftp://somewhere", "not a control plane address"),
+                          (str(tmp_path / "missing"), "there is no folder"),
+                          (str(tmp_path / "plain"), "holds no overlays.db")]:
+        for path in (("status",), ("overlays",), ("overlays", "scoring", "rollback")):
+            method = "POST" if path[-1] == "rollback" else "GET"
+            code, error = await refused(jp_fetch, *path, method=method, body={},
+                                        plane=address)
+            assert (code, error["field"]) == (400, "plane"), (address, path)
+            assert says in error["message"] and "k8s://CONTEXT/NAMESPACE" in error["message"]
+            assert "overlays.db" in error["message"]  # what to give instead
+    assert sorted(tmp_path.rglob("*")) == before
+    assert scoring.refresh().revision == 2
+    planes = jp_serverapp.web_app.settings[handlers.PLANES_SETTING]
+    assert len(planes.addresses()) <= 1  # at most the configured one was opened
 
 
 @pytest.mark.parametrize("jp_base_url", ["/hub/user/ana/"])
@@ -356,3 +465,66 @@ async def test_backend_and_internal_errors(jp_fetch: Any, scoring: Overlay,
     monkeypatch.setattr(service, "models", bug)
     code, error = await refused(jp_fetch, "models")
     assert code == 500 and "internal detail" not in error["message"]
+
+
+async def test_overlays_compute_the_topology_once_and_alerts_are_limited_in_sql(
+        jp_fetch: Any, sdk: ControlPlane, scoring: Overlay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from overlay_sdk.jupyter import service
+
+    sdk.overlays.create("billing", host="http://127.0.0.1:9", routes={"fraud:2": 100})
+    sdk.overlays.create("chat", host="http://127.0.0.1:9", routes={"fraud:3": 100})
+    real_topology = ControlPlane.topology
+    topologies: list[int] = []
+
+    def counting(self: ControlPlane, **kwargs: Any) -> Any:
+        topologies.append(1)
+        return real_topology(self, **kwargs)
+
+    monkeypatch.setattr(ControlPlane, "topology", counting)
+    listed = (await get(jp_fetch, "overlays"))["overlays"]
+    assert [o["name"] for o in listed] == ["billing", "chat", "scoring"]
+    assert len(topologies) == 1  # one topology for every overlay's health
+    await get(jp_fetch, "overlays", "scoring")
+    assert len(topologies) == 2
+
+    now = datetime.now(UTC)
+    raise_alerts(sdk.telemetry_url, [
+        Alert(overlay="scoring" if i % 2 else "chat", kind="drift", key=f"drift:{i}",
+              message=f"drift {i}", time=now - timedelta(minutes=i)) for i in range(12)])
+    real_read = service.read_alerts
+    limits: list[Any] = []
+
+    def spy(url: str, **kwargs: Any) -> Any:
+        limits.append(kwargs.get("limit"))
+        frame = real_read(url, **kwargs)
+        limits.append(len(frame))
+        return frame
+
+    monkeypatch.setattr(service, "read_alerts", spy)
+    alerts = (await get(jp_fetch, "alerts", limit="3"))["alerts"]
+    assert [a["message"] for a in alerts] == ["drift 0", "drift 1", "drift 2"]
+    assert limits == [3, 3]  # asked of the database, not cut afterwards
+    limits.clear()
+    alerts = (await get(jp_fetch, "alerts", limit="2", overlay="scoring"))["alerts"]
+    assert [a["message"] for a in alerts] == ["drift 1", "drift 3"]
+    assert limits == [2, 2]
+
+
+def test_read_alerts_limit(tmp_path: Path) -> None:
+    from overlay_sdk.alerts import read_alerts
+    from overlay_sdk.errors import ValidationError
+
+    url = f"sqlite:///{tmp_path / 'telemetry.db'}"
+    now = datetime.now(UTC)
+    raise_alerts(url, [Alert(overlay="o", kind="budget", key=f"k{i}", message=f"m{i}",
+                             time=now - timedelta(hours=i)) for i in range(5)])
+    assert list(read_alerts(url, limit=2)["message"]) == ["m0", "m1"]
+    assert list(read_alerts(url, limit=10)["message"]) == ["m0", "m1", "m2", "m3", "m4"]
+    assert len(read_alerts(url)) == 5
+    assert list(read_alerts(url, since=now - timedelta(hours=3, minutes=30), limit=9)[
+        "message"]) == ["m0", "m1", "m2", "m3"]
+    for bad in (0, -1, True, 2.5, "3"):
+        with pytest.raises(ValidationError) as caught:
+            read_alerts(url, limit=bad)  # type: ignore[arg-type]
+        assert caught.value.paths == ["limit"]

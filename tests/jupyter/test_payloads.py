@@ -19,10 +19,12 @@ from overlay_sdk.errors import (
 )
 from overlay_sdk.jupyter.payloads import (
     ApiError,
+    ModelRollbackRequest,
     ShadowChange,
     TrafficRequest,
     alert_counts,
     alerts_payload,
+    aliases_payload,
     api_error,
     dumps,
     health_by_overlay,
@@ -31,6 +33,7 @@ from overlay_sdk.jupyter.payloads import (
     overlay_payload,
     parse_body,
     parse_limit,
+    parse_model_rollback,
     parse_plane,
     parse_rollback,
     parse_since,
@@ -202,7 +205,33 @@ def test_traffic_field_names_the_body_part() -> None:
     assert traffic_field("spec.routes[7]", request) == "weights"
     assert traffic_field("spec.shadow", request) == "shadow"
     assert traffic_field("spec.shadow.percent", request) == "shadow.percent"
+    assert traffic_field("shadow", request) == "shadow.ref"  # ModelRef.parse of the shadow
+    assert traffic_field("percent", request) == "shadow.percent"
     assert traffic_field("weights['x y']", request) == "weights['x y']"
+
+
+def test_the_message_names_every_field_in_the_body_terms() -> None:
+    """With several problems the message lists each as ``field`` names it, not the SDK
+    paths (``spec.routes[0].weight``)."""
+    request = TrafficRequest(weights={"fraud:1": 90, "fraud:9": 10})
+    bad = ValidationError([FieldError("spec.routes[1]", "no version 9 of fraud"),
+                           FieldError("spec.routes[0].weight", "must be at most 100"),
+                           FieldError("spec.routes", "the weights sum to 110"),
+                           FieldError("spec.shadow.percent", "150 is over 100"),
+                           FieldError("", "and one more thing")], subject="overlay 'scoring'")
+    error = api_error(bad, field_of=lambda path: traffic_field(path, request))
+    assert (error.status, error.field) == (400, "weights['fraud:9']")
+    assert error.message == (
+        "invalid overlay 'scoring': 5 problems\n"
+        "  - weights['fraud:9']: no version 9 of fraud\n"
+        "  - weights['fraud:1']: must be at most 100\n"
+        "  - weights: the weights sum to 110\n"
+        "  - shadow.percent: 150 is over 100\n"
+        "  - and one more thing")
+    assert "spec." not in error.message
+    one = api_error(ValidationError.at("spec.routes[0].weight", "too big"),
+                    field_of=lambda path: traffic_field(path, request))
+    assert (one.field, one.message) == ("weights['fraud:1']", "weights['fraud:1']: too big")
 
 
 def test_api_error_maps_the_sdk_errors() -> None:
@@ -239,3 +268,45 @@ def test_query_arguments() -> None:
         parse_since("0m", "d")
     assert parse_plane(None) is None and parse_plane("  ") is None
     assert parse_plane(" k8s://ctx/ns ") == "k8s://ctx/ns"
+
+
+
+def test_parse_model_rollback() -> None:
+    default = parse_model_rollback({})
+    assert default == ModelRollbackRequest("previous", "serving", None)
+    assert parse_model_rollback({"to": None, "alias": None, "reason": None}) == default
+    assert parse_model_rollback({"reason": "  "}).reason is None  # an empty text field
+    for to in ("previous", "3", 3, "C=0.1", "yesterday", "2026-11-25T10:00:00Z"):
+        assert parse_model_rollback({"to": to}).to == to  # the SDK decides what it means
+    request = parse_model_rollback({"to": 2, "alias": "champion", "reason": "bad drift"})
+    assert (request.to, request.alias, request.reason) == (2, "champion", "bad drift")
+    for body, field in [
+        ([], "body"), ({"to": True}, "to"), ({"to": 2.0}, "to"), ({"to": ["2"]}, "to"),
+        ({"to": ""}, "to"), ({"to": "x" * 500}, "to"), ({"alias": 3}, "alias"),
+        ({"reason": 5}, "reason"), ({"version": 2}, "version"), ({"message": "x"}, "message"),
+    ]:
+        with pytest.raises(ApiError) as caught:
+            parse_model_rollback(body)
+        assert (caught.value.status, caught.value.field) == (400, field), body
+
+
+def test_aliases_payload_from_the_alias_history() -> None:
+    import pandas as pd
+
+    history = pd.DataFrame([
+        {"time": pd.Timestamp(T0), "alias": "serving", "version": "1", "previous": None,
+         "author": "ana", "reason": None},
+        {"time": pd.Timestamp(T0), "alias": "serving", "version": None, "previous": "1",
+         "author": "bo", "reason": "retired"},
+    ], dtype=object)
+    history["time"] = pd.to_datetime(history["time"], utc=True)
+    assert aliases_payload("fraud", {"serving": "3", "champion": "2"},
+                           history.to_dict("records")) == {
+        "model": "fraud",
+        "aliases": {"champion": "2", "serving": "3"},
+        "history": [
+            {"alias": "serving", "from": None, "to": "1",
+             "time": "2026-05-01T09:30:00+00:00", "author": "ana", "reason": None},
+            {"alias": "serving", "from": "1", "to": None,
+             "time": "2026-05-01T09:30:00+00:00", "author": "bo", "reason": "retired"},
+        ]}
