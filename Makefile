@@ -9,13 +9,17 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 
 # The JupyterLab extension (jupyter_ext/, TypeScript): `pip install -e` builds it once (the
-# hatch-jupyter-builder hook); $(LABEXT) rebuilds it when its sources change. jlpm and
+# hatch-jupyter-builder hook, a development build); $(LABEXT) rebuilds it, as the production
+# bundle a release ships (`build:prod`: minified, third-party licenses, no source maps), when
+# its sources change or the bundle there is not a production one. So a wheel built after
+# `make` (hatch reuses overlay_sdk/labextension) ships what a release would. $(LABEXT) is a
+# file only production builds write (a development build wipes static/). jlpm and
 # jupyter-builder come with the venv's jupyterlab, hence PATH.
 EXT         := jupyter_ext
 EXT_SOURCES := $(wildcard $(EXT)/src/*.ts $(EXT)/style/*.css $(EXT)/style/*.js \
                $(EXT)/style/icons/*.svg $(EXT)/schema/*.json) \
                $(EXT)/package.json $(EXT)/yarn.lock $(EXT)/tsconfig.json
-LABEXT      := overlay_sdk/labextension/package.json
+LABEXT      := overlay_sdk/labextension/static/third-party-licenses.json
 JLPM        := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/jlpm
 # what `jupyter labextension develop --overwrite .` does: link the build output into the
 # venv, so JupyterLab serves every rebuild (an editable install only copies it once)
@@ -37,7 +41,7 @@ $(STAMP): pyproject.toml
 
 # jlpm install is a no-op (~1 s) unless package.json or yarn.lock changed; the build ~5 s
 $(LABEXT): $(EXT_SOURCES) | $(STAMP)
-	cd $(EXT) && $(JLPM) install && $(JLPM) build
+	cd $(EXT) && $(JLPM) install && $(JLPM) build:prod
 	$(LABEXT_DEVELOP)
 	@touch $@
 

@@ -12,6 +12,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { errorMessage, OverlayApiError, parseError } from './errors';
+import { withRevision } from './stale';
 
 export { errorMessage, OverlayApiError, parseError } from './errors';
 
@@ -59,21 +60,62 @@ export interface IOverlayDetail extends IOverlay {
 
 export interface IModelVersion {
   version: string;
-  label: string;
+  /** The version's label, null when it has none. */
+  label: string | null;
   sha256: string;
   flavor: string;
+  /** What it was made from, e.g. `sklearn:LogisticRegression` ('' when unknown). */
+  source: string;
   createdAt: string;
+  /** The aliases pointing at this version, sorted. */
   aliases: string[];
 }
 
 export interface IModel {
   name: string;
+  /** null: the model has no version (yet). */
+  latestVersion: string | null;
+  /** In version order. */
   versions: IModelVersion[];
+}
+
+/** One recorded move of an alias (`GET models/NAME/aliases`), oldest first. */
+export interface IAliasMove {
+  alias: string;
+  /** The version it pointed at before, null when it did not exist. */
+  from: string | null;
+  /** The version it points at after, null when it was deleted. */
+  to: string | null;
+  time: string;
+  author: string;
+  reason: string | null;
+}
+
+/** `GET models/NAME/aliases`: where each alias points, and their recorded moves. */
+export interface IModelAliases {
+  model: string;
+  aliases: Record<string, string>;
+  history: IAliasMove[];
+}
+
+/** An overlay that followed an alias move: its name (and new revision when given). */
+export type FollowedOverlay = string | { name: string; revision?: number | null };
+
+/** `POST models/NAME/rollback`: where the alias points now and the overlays that followed. */
+export interface IModelRollback {
+  model: string;
+  alias: string;
+  version: string;
+  previous: string | null;
+  overlays: FollowedOverlay[];
 }
 
 export interface IStatus {
   version: string;
+  /** What `?plane=` takes to reach it: the overlay home folder, or the cluster address. */
   controlPlane: string;
+  /** The model registry's MLflow tracking URI (a cluster's `ov.connect` needs it). */
+  registryUri?: string | null;
   overlays: number;
   models: number;
 }
@@ -113,9 +155,13 @@ export interface ITopology {
 export interface IAlert {
   time: string;
   overlay: string;
+  /** `drift` or `budget`. */
   kind: string;
   message: string;
-  version: string;
+  /** `fraud:2`, null when the alert is about no particular version. */
+  version: string | null;
+  /** What drifted (a feature such as `amount`), null when nothing in particular. */
+  subject: string | null;
 }
 
 export interface IClientOptions {
@@ -164,22 +210,56 @@ export class OverlayClient {
     return (await this.request<{ alerts: IAlert[] }>(['alerts'], {}, { limit })).alerts;
   }
 
-  /** Re-apply revision `to` (null: the previous one) as a new revision. */
-  rollback(name: string, to: number | null, message = ''): Promise<IOverlay> {
-    return this.post<IOverlay>(['overlays', name, 'rollback'], { to, message });
+  modelAliases(model: string): Promise<IModelAliases> {
+    return this.request<IModelAliases>(['models', model, 'aliases']);
   }
 
-  /** Set the weights (and the shadow: undefined keeps it, null removes it). */
+  /**
+   * Re-apply revision `to` (null: the previous one) as a new revision. `revision`: the
+   * revision the user saw; the server refuses with 409 (field `revision`) when the overlay
+   * is at another one.
+   */
+  rollback(
+    name: string,
+    to: number | null,
+    options: { message?: string; revision?: number | null } = {}
+  ): Promise<IOverlay> {
+    return this.post<IOverlay>(
+      ['overlays', name, 'rollback'],
+      withRevision({ to, message: options.message ?? '' }, options.revision)
+    );
+  }
+
+  /**
+   * Set the weights (and the shadow: undefined keeps it, null removes it). `revision`: as
+   * for `rollback`.
+   */
   traffic(
     name: string,
     weights: Record<string, number>,
-    options: { shadow?: IShadow | null; message?: string } = {}
+    options: { shadow?: IShadow | null; message?: string; revision?: number | null } = {}
   ): Promise<IOverlay> {
     const body: Record<string, unknown> = { weights, message: options.message ?? '' };
     if (options.shadow !== undefined) {
       body.shadow = options.shadow;
     }
-    return this.post<IOverlay>(['overlays', name, 'traffic'], body);
+    return this.post<IOverlay>(['overlays', name, 'traffic'], withRevision(body, options.revision));
+  }
+
+  /**
+   * Move `model@alias` back: `to` is `previous`, a version, a label or a time; the
+   * overlays routing to `model@alias` follow.
+   */
+  rollbackModel(
+    model: string,
+    to: string,
+    options: { alias?: string; reason?: string } = {}
+  ): Promise<IModelRollback> {
+    const body: Record<string, unknown> = { to, alias: options.alias ?? 'serving' };
+    if (options.reason) {
+      body.reason = options.reason;
+    }
+    return this.post<IModelRollback>(['models', model, 'rollback'], body);
   }
 
   /** The URL of a route (path segments are escaped; `plane` is added when set). */

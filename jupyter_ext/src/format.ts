@@ -115,25 +115,67 @@ export function describeRevision(rev: IRevisionLike, now: number = Date.now()): 
   return parts.filter(Boolean).join(' · ');
 }
 
-/** A Python string literal for `text` (JSON's escapes are valid Python escapes). */
+/**
+ * A Python string literal for `text`: JSON's escapes (`\\`, `\"`, `\n`, `\uXXXX`, also for
+ * lone surrogates) are valid Python escapes with the same meaning, and JSON never writes
+ * the escapes Python reads differently (`\x`, `\N`, octal). U+0085, U+2028 and U+2029,
+ * which JSON leaves as they are, are escaped too: `str.splitlines` (IPython's input
+ * handling) breaks lines there, which would cut the literal in two.
+ */
 export function pythonString(text: string): string {
-  return JSON.stringify(text);
+  return JSON.stringify(text).replace(
+    /[\u0085\u2028\u2029]/g,
+    c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+  );
+}
+
+/** Is `address` a cluster (`k8s://CONTEXT/NAMESPACE`) rather than an overlay home folder? */
+export function isClusterAddress(address: string): boolean {
+  return address.trim().toLowerCase().startsWith('k8s://');
+}
+
+/**
+ * The `ov.connect(...)` call reaching control plane `plane` (a home folder or
+ * `k8s://...`; '' = `ov.connect()`'s own default). A cluster also needs the model
+ * registry: `registryUri` is added as `registry_uri=` for a `k8s://` address only (a home
+ * folder holds its own registry).
+ */
+export function connectCall(plane = '', registryUri: string | null = ''): string {
+  const address = plane.trim();
+  if (!address) {
+    return 'ov.connect()';
+  }
+  const args = [pythonString(address)];
+  const registry = (registryUri ?? '').trim();
+  if (isClusterAddress(address) && registry) {
+    args.push(`registry_uri=${pythonString(registry)}`);
+  }
+  return `ov.connect(${args.join(', ')})`;
 }
 
 /**
  * The cell "Open overlay dashboard" inserts: `Dashboard` takes an overlay handle
  * (overlay_sdk/widgets/dashboard.py), so the cell connects and gets the overlay by name.
- * `plane`: the `controlPlane` setting ('' = `ov.connect()`'s own default).
+ * `plane`: the control plane's address (the `controlPlane` setting, else what `GET status`
+ * says, as the kernel's working directory or `$OVERLAY_HOME` may differ from the
+ * server's); `registryUri`: see `connectCall`.
  */
-export function dashboardCode(overlay: string, plane = ''): string {
-  const connect = plane.trim() ? `ov.connect(${pythonString(plane.trim())})` : 'ov.connect()';
-  return [
-    'from overlay_sdk.widgets import Dashboard',
-    'import overlay_sdk as ov',
-    '',
-    `Dashboard(${connect}.overlays.get(${pythonString(overlay)}))`
-  ].join('\n');
+export function dashboardCode(overlay: string, plane = '', registryUri: string | null = ''): string {
+  const connect = connectCall(plane, registryUri);
+  const lines = ['from overlay_sdk.widgets import Dashboard', 'import overlay_sdk as ov', ''];
+  if (connect.includes('registry_uri=') && (registryUri ?? '').includes(MASKED)) {
+    // the server masks the registry's secrets: say so rather than fail at connect time
+    lines.push(
+      '# the server masked the registry URI\'s secrets (***): put them back, or give ' +
+        'them as MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD'
+    );
+  }
+  lines.push(`Dashboard(${connect}.overlays.get(${pythonString(overlay)}))`);
+  return lines.join('\n');
 }
+
+/** What the server writes instead of a password or secret in the registry URI. */
+export const MASKED = '***';
 
 /** The line shown after a rollback: `Rolled back fraud-check to r2: now revision 5 (...)`. */
 export function rollbackSummary(

@@ -41,7 +41,9 @@ import {
   weightSegments
 } from './format';
 import { overlaysIcon } from './icons';
+import { aliasBadges } from './models';
 import { syncRows } from './rows';
+import { changeFailure } from './stale';
 import { layoutTopology, renderTopology } from './topology';
 
 export const SIDEBAR_ID = 'overlay-sdk:sidebar';
@@ -147,8 +149,24 @@ export class OverlaySidebar extends Widget {
     return this._running;
   }
 
-  /** Ask, then roll `name` back to revision `to` (null: the previous one). */
+  /**
+   * The revision of `name` the sidebar shows (its revisions list, else its row), or null
+   * when it shows none: what a change sends as `revision`, so that the server refuses it
+   * (409) when the overlay moved on meanwhile.
+   */
+  shownRevision(name: string): number | null {
+    if (this._detail && this._detail.name === name) {
+      return this._detail.revision;
+    }
+    return this._overlays.find(o => o.name === name)?.revision ?? null;
+  }
+
+  /**
+   * Ask, then roll `name` back to revision `to` (null: the previous one), provided the
+   * overlay is still at the revision shown when asked.
+   */
   async confirmRollback(name: string, to: number | null): Promise<IOverlay | null> {
+    const seen = this.shownRevision(name);
     const target = to === null ? 'the previous revision' : `revision ${to}`;
     const answer = await showDialog({
       title: 'Roll back overlay',
@@ -160,14 +178,20 @@ export class OverlaySidebar extends Widget {
     if (!answer.button.accept) {
       return null;
     }
-    return this.rollback(name, to);
+    return this.rollback(name, to, seen);
   }
 
   /**
-   * POST the rollback, show the new revision or the server's error (field named) in the
-   * result area, and refresh. Returns the overlay as the server answered, or null.
+   * POST the rollback (with `revision`, default: the one shown now), show the new
+   * revision or the server's error (field named; for a 409, that the overlay changed
+   * meanwhile) in the result area, and refresh. Returns the overlay as the server
+   * answered, or null.
    */
-  async rollback(name: string, to: number | null): Promise<IOverlay | null> {
+  async rollback(
+    name: string,
+    to: number | null,
+    revision: number | null = this.shownRevision(name)
+  ): Promise<IOverlay | null> {
     if (this._selected !== name) {
       this._selected = name;
       this._detail = null;
@@ -177,10 +201,10 @@ export class OverlaySidebar extends Widget {
     this._renderResult();
     let overlay: IOverlay | null = null;
     try {
-      overlay = await this._client.rollback(name, to);
+      overlay = await this._client.rollback(name, to, { revision });
       this._result = { ok: true, text: rollbackSummary(name, to, overlay) };
     } catch (error) {
-      this._result = { ok: false, text: `Rollback failed: ${errorMessage(error)}` };
+      this._result = { ok: false, text: changeFailure('Rollback', error) };
     }
     this._renderResult();
     await this.refresh();
@@ -607,7 +631,19 @@ export class OverlaySidebar extends Widget {
         }),
       render: (m, row) => {
         row.textContent = '';
-        row.appendChild(h('div', 'jp-OverlaySdk-name', m.name));
+        const head = h('div', 'jp-OverlaySdk-modelHead');
+        head.appendChild(h('span', 'jp-OverlaySdk-name', m.name));
+        for (const badge of aliasBadges(m.versions)) {
+          head.appendChild(
+            h('span', 'jp-OverlaySdk-badge jp-OverlaySdk-alias', badge.text, {
+              title: `${m.name}@${badge.alias} points at version ${badge.version}`,
+              'data-alias': badge.alias,
+              'data-version': badge.version,
+              'data-testid': 'overlay-sdk-model-alias'
+            })
+          );
+        }
+        row.appendChild(head);
         const list = h('ul', 'jp-OverlaySdk-versions');
         for (const v of [...m.versions].reverse()) {
           list.appendChild(this._drawVersion(m.name, v));
@@ -620,7 +656,14 @@ export class OverlaySidebar extends Widget {
   private _drawVersion(model: string, v: IModelVersion): HTMLElement {
     const item = h('li', 'jp-OverlaySdk-version', '', {
       'data-version': v.version,
-      title: `${model}:${v.version} sha256 ${v.sha256.slice(0, 12)}… (${formatAge(v.createdAt)})`
+      title: [
+        `${model}:${v.version}`,
+        v.source,
+        v.sha256 ? `sha256 ${v.sha256.slice(0, 12)}…` : '',
+        formatAge(v.createdAt)
+      ]
+        .filter(Boolean)
+        .join(' · ')
     });
     item.appendChild(h('span', 'jp-OverlaySdk-rev', `${model}:${v.version}`));
     if (v.label) {
@@ -629,8 +672,8 @@ export class OverlaySidebar extends Widget {
     if (v.flavor) {
       item.appendChild(h('span', 'jp-OverlaySdk-badge', v.flavor));
     }
-    for (const alias of v.aliases) {
-      item.appendChild(h('span', 'jp-OverlaySdk-badge jp-OverlaySdk-alias', `@${alias}`));
+    if (v.aliases.length) {
+      item.dataset.aliases = v.aliases.join(' ');
     }
     return item;
   }
@@ -638,13 +681,17 @@ export class OverlaySidebar extends Widget {
   private _renderAlerts(alerts: IAlert[]): void {
     this._alertsSection.hidden = alerts.length === 0;
     syncRows(this._alertList, alerts, {
-      key: a => `${a.time} ${a.overlay} ${a.kind} ${a.version}`,
+      key: a => `${a.time} ${a.overlay} ${a.kind} ${a.version ?? ''} ${a.subject ?? ''}`,
       signature: a => JSON.stringify([a, formatAge(a.time)]),
       create: () => h('li', 'jp-OverlaySdk-alert'),
       render: (a, row) => {
         row.textContent = '';
         row.appendChild(h('span', `jp-OverlaySdk-badge jp-mod-${a.kind}`, a.kind));
         row.appendChild(h('span', 'jp-OverlaySdk-name', a.overlay));
+        const about = [a.version, a.subject].filter(Boolean).join(' · ');
+        if (about) {
+          row.appendChild(h('span', 'jp-OverlaySdk-rev', about));
+        }
         row.appendChild(h('span', 'jp-OverlaySdk-meta', formatAge(a.time), { title: a.time }));
         row.appendChild(h('div', 'jp-OverlaySdk-message', a.message));
       }

@@ -1,8 +1,10 @@
 // The sidebar's pure helpers: `jlpm test` (tsc -p tsconfig.test.json, then node --test).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 
 import {
+  connectCall,
   dashboardCode,
   describeRevision,
   earlierRevisions,
@@ -13,6 +15,7 @@ import {
   healthTitle,
   MISSING_EXTENSION,
   plural,
+  pythonString,
   rollbackSummary,
   SEGMENT_COLOURS,
   weightSegments
@@ -83,10 +86,104 @@ test('the dashboard cell gets the overlay by name and runs with the real constru
     'from overlay_sdk.widgets import Dashboard\nimport overlay_sdk as ov\n\n' +
       'Dashboard(ov.connect().overlays.get("fraud-check"))'
   );
+  assert.equal(
+    dashboardCode('fraud-check', '/home/ana/.overlay'),
+    'from overlay_sdk.widgets import Dashboard\nimport overlay_sdk as ov\n\n' +
+      'Dashboard(ov.connect("/home/ana/.overlay").overlays.get("fraud-check"))'
+  );
   assert.match(
     dashboardCode('a"b', ' k8s://kind/ns '),
     /Dashboard\(ov\.connect\("k8s:\/\/kind\/ns"\)\.overlays\.get\("a\\"b"\)\)$/
   );
+});
+
+test('a cluster address gets the registry URI, a home folder does not', () => {
+  assert.equal(
+    connectCall('k8s://kind/ml', 'http://mlflow.mlops:5000'),
+    'ov.connect("k8s://kind/ml", registry_uri="http://mlflow.mlops:5000")'
+  );
+  assert.equal(
+    connectCall('K8S:///ml', 'http://mlflow:5000'),
+    'ov.connect("K8S:///ml", registry_uri="http://mlflow:5000")'
+  );
+  assert.equal(connectCall('k8s://kind/ml', null), 'ov.connect("k8s://kind/ml")');
+  assert.equal(connectCall('k8s://kind/ml', '  '), 'ov.connect("k8s://kind/ml")');
+  assert.equal(connectCall('/srv/home', 'sqlite:////srv/home/mlflow.db'), 'ov.connect("/srv/home")');
+  assert.equal(connectCall('', 'http://mlflow:5000'), 'ov.connect()');
+  assert.equal(connectCall('  ', null), 'ov.connect()');
+});
+
+test('a masked registry secret is pointed out in the cell', () => {
+  const code = dashboardCode('x', 'k8s://kind/ml', 'http://ana:***@mlflow:5000');
+  assert.match(code, /^# the server masked the registry URI's secrets \(\*\*\*\)/m);
+  assert.match(code, /registry_uri="http:\/\/ana:\*\*\*@mlflow:5000"/);
+  assert.doesNotMatch(dashboardCode('x', '/srv/home', 'postgresql://a:***@db/x'), /masked/);
+});
+
+// Strings that break naive quoting: quotes of both kinds, backslashes (Windows paths, a
+// trailing one), newlines, control characters, non-ASCII, the line separators Python's
+// str.splitlines breaks at, a lone surrogate, and Python's own escape syntax.
+const AWKWARD = [
+  'C:\\Users\\ana\\overlay home\\',
+  `it's "quoted"`,
+  'line\nbreak\r\tand\u0000nul\u000b\u000c\u001c',
+  'ünïcödé 数据 🚀',
+  'sep\u0085\u2028\u2029end',
+  'lone \ud800 surrogate',
+  '\\N{BULLET} \\x41 \\101 {braces} %s',
+  "'''\"\"\""
+];
+
+test('Python string literals escape what JSON leaves raw', () => {
+  assert.equal(pythonString('a\u2028b'), '"a\\u2028b"');
+  assert.equal(pythonString('a\u0085b'), '"a\\u0085b"');
+  assert.equal(pythonString('C:\\x'), '"C:\\\\x"');
+  for (const text of AWKWARD) {
+    const literal = pythonString(text);
+    assert.ok(!/[\n\r\u0085\u2028\u2029]/.test(literal), literal);
+  }
+});
+
+test('Python reads the dashboard cell back exactly (ast)', t => {
+  const python = process.env.PYTHON || 'python3';
+  const cases = AWKWARD.map((text, i) => ({
+    overlay: text,
+    plane: i % 2 ? `k8s://${text}` : text,
+    registry: `http://${text}`
+  }));
+  const input = JSON.stringify(
+    cases.map(c => ({ ...c, code: dashboardCode(c.overlay, c.plane, c.registry) }))
+  );
+  const script = [
+    'import ast, json, sys',
+    'out = []',
+    'for case in json.loads(sys.stdin.read()):',
+    '    code = case["code"]',
+    '    tree = ast.parse(code)',
+    '    call = tree.body[-1].value',
+    '    get = call.args[0]',
+    '    connect = get.func.value.value',
+    '    out.append({"lines": len(code.splitlines()),',
+    '                "overlay": get.args[0].value,',
+    '                "plane": connect.args[0].value,',
+    '                "registry": {k.arg: k.value.value for k in connect.keywords}.get("registry_uri")})',
+    'sys.stdout.write(json.dumps(out))'
+  ].join('\n');
+  const run = spawnSync(python, ['-c', script], { input, encoding: 'utf8' });
+  if (run.error) {
+    t.skip(`${python} is not available: ${run.error.message}`);
+    return;
+  }
+  assert.equal(run.status, 0, run.stderr);
+  const parsed = JSON.parse(run.stdout);
+  cases.forEach((c, i) => {
+    const expectRegistry = i % 2 ? c.registry : null;
+    assert.deepEqual(
+      parsed[i],
+      { lines: 4, overlay: c.overlay, plane: c.plane, registry: expectRegistry },
+      JSON.stringify(c)
+    );
+  });
 });
 
 test('the rollback summary names the new revision and its weights', () => {
