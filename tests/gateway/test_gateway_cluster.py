@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from overlay_sdk.spec import parse_overlay
 from overlay_sdk.store.kubernetes import KubernetesStore
 from overlay_sdk.telemetry import read_calls
 from tests.kmock_support import ClusterThread
+from tests.process_support import terminate
 
 NS = "team-a"
 NAME = "sales"
@@ -518,12 +518,7 @@ def test_overlay_gateway_in_a_cluster_from_its_environment(
         status, _, body = http("POST", f"{url}/_overlay/{NAME}/invoke", {"inputs": {"a": 1}})
         assert status == 404, body  # another overlay of the namespace: not served here
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, err = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
+        err = terminate(process)
     assert process.returncode == 0, err[-3000:]
     assert f"for overlay 'remote' of k8s:///{NS}" in err
     assert "shadow copies by the mesh" in err

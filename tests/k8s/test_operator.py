@@ -35,7 +35,6 @@ import copy
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -63,6 +62,7 @@ from overlay_sdk.k8s.manifests import AUTOSCALER_ANNOTATION, VersionTarget
 from overlay_sdk.spec import ModelRef, parse_overlay
 from overlay_sdk.store.kubernetes import EXTERNAL_AUTHOR, REVISION_ANNOTATION, KubernetesStore
 from tests.kmock_support import AIOVERLAYS, ClusterThread
+from tests.process_support import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "team-a"
@@ -1063,12 +1063,7 @@ def test_overlay_operator_run_against_a_kubeconfig(cluster: ClusterThread,
         assert conditions(cr)[rc.ROUTES_APPLIED]["message"] == \
             "the model registry http://127.0.0.1:9 cannot be read"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, err = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
+        err = terminate(process)
     assert process.returncode == 0, err[-3000:]
     assert f"overlay operator watching AIOverlays in {CLI_NS} on {cluster.url}" in err
 
