@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,7 +142,8 @@ class ControlPlane:
         self.home = home
         self.store = store
         self.models = models
-        self.author = author
+        self._author = author
+        self._acting = threading.local()  # acting_as(): an author per thread
         self.overlays = Overlays(self)
         self.closed = False  # True once close() ran (widgets' timers stop then)
         # Moving an alias (cp.models.set_alias / rollback) changes what overlays naming
@@ -149,6 +151,31 @@ class ControlPlane:
         # A move that an overlay naming the alias could not follow is refused before it is made.
         self.models.alias_listeners.append(self._on_alias_move)
         self.models.alias_checks.append(self._check_alias_move)
+
+    @property
+    def author(self) -> str | None:
+        """Who revisions written here are recorded as (None: ``$OVERLAY_AUTHOR`` or the
+        login name); inside :meth:`acting_as`, that author for the calling thread."""
+        acting: str | None = getattr(self._acting, "author", None)
+        return acting or self._author
+
+    @author.setter
+    def author(self, value: str | None) -> None:
+        self._author = value
+
+    @contextlib.contextmanager
+    def acting_as(self, author: str | None) -> Iterator[ControlPlane]:
+        """Record ``author`` on what this thread writes inside the block (None: no change):
+        a server writing for several users through one control plane (the Jupyter server
+        extension under JupyterHub)."""
+        if author is not None and (not isinstance(author, str) or not author.strip()):
+            raise ValidationError.at("author", f"give a non-empty name, got {author!r}")
+        before = getattr(self._acting, "author", None)
+        self._acting.author = author or before
+        try:
+            yield self
+        finally:
+            self._acting.author = before
 
     def close(self) -> None:
         """Close the store's connections and stop following alias moves."""

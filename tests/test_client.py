@@ -472,3 +472,31 @@ def test_a_failing_follower_does_not_stop_the_others(cp: ControlPlane) -> None:
         cp.models.set_alias("fraud", "many", "2")
     assert second.refresh().spec.routes[0].version == "2"
     assert first.refresh().revision == 1
+
+
+def test_acting_as_records_an_author_per_thread(cp: ControlPlane) -> None:
+    """One control plane shared by a server writing for several users (threads)."""
+    import threading
+
+    o = cp.overlays.create("shared", host="http://127.0.0.1:8001", routes={"fraud:1": 100})
+    barrier = threading.Barrier(2)
+    turn = threading.Lock()  # both are acting at once; their writes take turns
+    written: dict[str, int] = {}
+
+    def write(user: str, weights: dict[str, int]) -> None:
+        with cp.acting_as(user):
+            barrier.wait(5)
+            with turn:
+                written[user] = cp.overlays.get("shared").set_traffic(weights).revision
+
+    threads = [threading.Thread(target=write, args=("ana", {"fraud:1": 90, "fraud:2": 10})),
+               threading.Thread(target=write, args=("bob", {"fraud:1": 80, "fraud:2": 20}))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    authors = {r.revision: r.author for r in cp.store.history("shared")}
+    assert authors[written["ana"]] == "ana" and authors[written["bob"]] == "bob"
+    assert authors[o.revision] == cp.author == "tester"  # outside the block: the plane's own
+    with pytest.raises(ValidationError, match="author"), cp.acting_as("  "):
+        pass

@@ -10,6 +10,7 @@ token, as every Jupyter API (``APIHandler``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -60,8 +61,10 @@ class _Handler(APIHandler):
         try:
             plane = parse_plane(self.get_query_argument("plane", None))
 
+            author = self.author()
+
             def run() -> Any:
-                with self.planes.lease(plane) as cp:
+                with self.planes.lease(plane) as cp, cp.acting_as(author):
                     return work(cp)
 
             result = await IOLoop.current().run_in_executor(None, run)
@@ -69,6 +72,15 @@ class _Handler(APIHandler):
             self.fail(api_error(err, field_of=field_of), err)
             return
         self.finish(dumps(result))
+
+    def author(self) -> str | None:
+        """Who the request's changes are recorded as: the JupyterHub user when the server
+        runs under JupyterHub (a plain server's identities are random names per browser:
+        then the server's own author, ``$OVERLAY_AUTHOR`` or its login name)."""
+        if not os.environ.get("JUPYTERHUB_USER"):
+            return None
+        name = getattr(self.current_user, "username", None)
+        return name if isinstance(name, str) and name.strip() else None
 
     def fail(self, error: ApiError, cause: BaseException | None = None) -> None:
         if error.status >= 500:

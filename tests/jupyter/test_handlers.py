@@ -528,3 +528,4 @@ def test_read_alerts_limit(tmp_path: Path) -> None:
         with pytest.raises(ValidationError) as caught:
             read_alerts(url, limit=bad)  # type: ignore[arg-type]
         assert caught.value.paths == ["limit"]
+
