@@ -3,7 +3,7 @@
 In a cluster the operator renders, per overlay, an Istio ``VirtualService`` on the
 overlay's models Service (:mod:`overlay_sdk.k8s.render`): a route per version matching
 the ``x-overlay-version`` header, a weighted default route, and a mirror of every primary
-route to the shadow version. There the gateway:
+route to the gateway's models port (whatever the shadow version is). There the gateway:
 
 - still picks the version of each invoke by the overlay's RoutePlan, and calls a
   self-hosted version (MLflow model, container image) at the models Service with
@@ -12,18 +12,24 @@ route to the shadow version. There the gateway:
   version (OpenAI, Anthropic...) is called by the gateway directly: Istio never sees that
   call, so the gateway forks its shadow copy itself, as outside the mesh;
 - answers, on its models port, what Istio sends to provider versions (routed by the
-  weighted route, or mirrored there): ``POST /invocations`` in MLflow's scoring format,
-  the version named by ``x-overlay-version``; a mirrored copy carries Istio's ``-shadow``
-  suffix on its Host and is answered by the overlay's shadow version (the header then
-  still names the primary route's version, or nothing).
+  weighted route) and every mirrored copy: ``POST /invocations`` in MLflow's scoring
+  format, the version named by ``x-overlay-version``; a mirrored copy carries Istio's
+  ``-shadow`` suffix on its Host and is answered by the overlay's shadow version (the
+  header then still names the primary route's version, or nothing). A provider shadow is
+  called directly; a self-hosted one through the mesh, at the models Service with
+  ``x-overlay-version: <shadow>``, as the invoke path calls it: that header's route goes to
+  the shadow's subset and carries no mirror, so the call is not mirrored back (no loop).
+  Any other call to a self-hosted version on the models port is refused (421): the mesh
+  routes those to its model server. Envoy discards the answer to a mirrored copy.
 
 Who records what in telemetry: the side that makes a model call records it, once. The
 invoke path records its primary calls (through the mesh or to a provider) and the shadow
 copies it forks; the models port records what it answers, as ``shadow`` for a mirrored
 copy, else ``primary`` (a caller in the mesh that used the models Service, never the
 gateway's own invoke path, which does not send provider calls through the mesh). The
-model servers record nothing, so a self-hosted shadow's output mirrored by Istio is not
-recorded here.
+model servers record nothing, which is why every mirror goes through the gateway: a
+self-hosted shadow's output is recorded (role ``shadow``, with its output, latency and
+cost) by the models port that called it.
 
 This module holds the pure parts: reading Istio's mirror suffix, the overlay a models
 Service host names, and MLflow scoring bodies.

@@ -15,7 +15,8 @@ client was ~10x faster than httpx here; see BENCHMARKS.md). What it does per req
 
 In a cluster (``shadow="mesh"``, see :mod:`.mesh`) self-hosted versions are called through
 the service mesh, Istio mirrors their shadow copies, and a second listener
-(``models_port``) answers what the mesh sends to provider versions.
+(``models_port``) answers what the mesh sends to provider versions and every mirrored
+copy (a self-hosted shadow's through the mesh), recording it as ``shadow``.
 
 The store is followed by a :class:`~overlay_sdk.gateway.reload.Reloader`: each new
 revision's versions are loaded and health-checked first, then a new
@@ -100,7 +101,7 @@ class GatewayConfig:
     copies and loads every version itself) or ``"mesh"`` (Istio mirrors; self-hosted
     versions are called at ``models_url``, the overlay's models Service, with
     ``x-overlay-version``). ``models_port``: where the mesh's calls to provider versions
-    are answered (None: no such listener; 0: any free port).
+    and its mirrored copies are answered (None: no such listener; 0: any free port).
     """
 
     host: str = "127.0.0.1"
@@ -611,12 +612,15 @@ class Gateway:
                 self._telemetry_record(active, version, "primary", call.outcome, trace,
                                        inputs=pool.sample(version, prepared))
 
-    # -- the models port (mesh calls to provider versions; see .mesh) -------------------------
+    # -- the models port (mesh calls to provider versions, mirrored copies; see .mesh) --------
 
     async def _models_route(self, request: web.BaseRequest) -> web.StreamResponse:
         """A call the mesh sends to a version: ``POST /invocations`` in MLflow's scoring
         format, the version in ``x-overlay-version`` (the overlay's shadow version for a
-        copy Istio mirrored), answered ``{"predictions": ...}`` and recorded."""
+        copy Istio mirrored), answered ``{"predictions": ...}`` and recorded. A mirrored
+        copy for a self-hosted shadow is sent on through the mesh with the shadow's own
+        ``x-overlay-version``, whose route carries no mirror (no loop); any other call to
+        a self-hosted version is refused (421): its model server answers it."""
         path = request.path
         if request.method in ("GET", "HEAD") and path in ("/ping", "/health", "/healthz"):
             return _json_response(200, {"status": "ok"})
@@ -658,7 +662,10 @@ class Gateway:
                                   f"{', '.join(sorted(versions))}")
         pool = self._pool
         assert pool is not None
-        if pool.via_mesh(version):  # served by its model server: sending it on would loop
+        if pool.via_mesh(version) and not host.mirrored:
+            # served by its model server: a call routed here for it is misrouted, and
+            # sending it on could loop. A mirrored copy is sent on through the mesh (the
+            # shadow's header route carries no mirror), so the shadow's output is recorded.
             return _scoring_error(421, "MISDIRECTED_REQUEST", f"{version} is served by its "
                                   "model server behind the overlay's models Service, not by "
                                   "the gateway; check the VirtualService's route for it")

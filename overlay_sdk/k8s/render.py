@@ -14,7 +14,8 @@
   version matching the ``x-overlay-version`` header (traffic the gateway has already
   assigned), then the weighted default route (``route[].weight`` = the plan's weights); every
   route of a primary version mirrors ``mirrorPercentage`` = the plan's shadow percent to
-  the shadow version;
+  the gateway's models port, which calls the shadow version and records its output (see
+  below); the shadow's own header route carries no mirror;
 - the overlay gateway (``Deployment`` + ``Service``), in front of the host application.
 
 Scaling (``spec.scaling``) applies to every model server (the gateway runs
@@ -42,11 +43,17 @@ Two parts of ``scaling`` are not acted on in a cluster, and the Deployment's ann
 - ``predictive: true``: nothing here forecasts traffic; ``<prefix>/predictive`` says so.
 
 A provider version in the mesh routes is answered by the gateway's models port (the
-``x-overlay-version`` header set on the way; a mirrored copy carries Istio's ``-shadow``
-host suffix). The gateway's readiness probe is ``/readyz``, which passes once its overlay
-is loaded and applied (liveness: ``/healthz``). Everything that runs is non-root without a
-fixed UID, drops every capability, has readiness and liveness probes and resource
-requests; children carry the standard labels and, when the overlay's ``metadata.uid``
+``x-overlay-version`` header set on the way). Every mirror goes there too, whatever the
+shadow version: a mirrored copy carries Istio's ``-shadow`` host suffix; the gateway calls
+the shadow version (a provider directly; a self-hosted one through the mesh with
+``x-overlay-version: <shadow>``, which the shadow's header route, carrying no mirror, sends
+to its subset: no loop) and records the call as ``shadow``. A model server records
+nothing, so a mirror straight to it would lose the shadow's output.
+
+The gateway's readiness probe is ``/readyz``, which passes once its overlay is loaded and
+applied (liveness: ``/healthz``). Everything that runs is non-root without a fixed UID,
+drops every capability, has readiness and liveness probes and resource requests; children
+carry the standard labels and, when the overlay's ``metadata.uid``
 is known, an owner reference to it. The same input gives the same output, byte for
 byte (:func:`render_yaml`).
 
@@ -387,6 +394,12 @@ class _Renderer:
         if u.target.self_hosted:
             return {"host": self.models_host, "subset": u.subset,
                     "port": {"number": self.s.model_server_port}}
+        return self.gateway_models()
+
+    def gateway_models(self) -> dict[str, Any]:
+        """The gateway's models port: provider versions, and every mirrored copy (the
+        gateway records the shadow's output; a self-hosted shadow's it gets through the
+        mesh, by the shadow's header route, which is not mirrored)."""
         return {"host": self.gateway_host, "port": {"number": self.s.gateway_models_port}}
 
     def mesh(self, units: list[_Unit], plan: routing.RoutePlan,
@@ -416,7 +429,7 @@ class _Renderer:
         def mirror() -> dict[str, Any]:  # a fresh dict per route: no shared objects
             if shadow is None:
                 return {}
-            return {"mirror": self.destination(shadow),
+            return {"mirror": self.gateway_models(),
                     "mirrorPercentage": {"value": plan.shadow_percent}}
 
         by_key = {u.target.key: u for u in units}

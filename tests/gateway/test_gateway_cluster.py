@@ -7,9 +7,10 @@ overlays of the namespace are ignored; self-hosted versions are called at the mo
 with ``x-overlay-version`` in MLflow's scoring format and no shadow copy is forked for
 them (Istio mirrors); a weight change written through the store is applied; a provider
 version is called directly and its shadow forked by the gateway; the models port answers
-the mesh's calls (mirrored copies by the shadow version, recorded as shadow), each call
-recorded once; the errors of the models port; ``overlay gateway`` from its environment,
-end to end in its own process; the CLI's help and errors.
+the mesh's calls (mirrored copies by the shadow version, recorded as shadow; a self-hosted
+shadow's called through the mesh by its own header), each call recorded once; the errors
+of the models port; ``overlay gateway`` from its environment, end to end in its own
+process; the CLI's help and errors.
 """
 
 from __future__ import annotations
@@ -352,6 +353,49 @@ def test_the_models_port_answers_the_mesh_and_records_each_call_once(
     everything = running.calls()
     invokes = everything[(everything["role"] == "primary") & (everything["model"] == "scorer")]
     assert len(invokes) == len(running.models.calls())
+
+
+def test_a_mirrored_copy_for_a_self_hosted_shadow_is_called_through_the_mesh_and_recorded(
+        running: Cluster) -> None:
+    """render mirrors a self-hosted shadow to the models port too: the gateway calls the
+    shadow through the mesh by its own header (whose route is not mirrored) and records it."""
+    running.serve({"scorer:1": 100}, shadow="scorer:2")
+    status, _, _ = running.invoke("grace", {"amount": 7.0, "country": "DE"})
+    assert status == 200
+    sent = running.models.calls()[-1]  # what Istio got, and mirrors to the gateway
+    assert sent.version == "scorer:1"
+    before_mesh, before = len(running.models.calls()), len(running.calls())
+    models_host = f"{NAME}-models.{NS}.svc.cluster.local"
+    status, headers, body = running.mesh(sent.body, {
+        "Host": f"{models_host}-shadow:8080", VERSION_HEADER: "scorer:1"})
+    assert status == 200, body
+    assert headers["x-overlay-model-version"] == "scorer:2"
+    assert body == {"predictions": ["scorer:2 says yes"]}  # to Envoy, which drops it
+    # sent on through the mesh, by the shadow's header route (render: no mirror on it)
+    assert len(running.models.calls()) == before_mesh + 1
+    through = running.models.calls()[-1]
+    assert through.version == "scorer:2" and through.body == sent.body
+    calls = running.count(before + 1).iloc[before:]
+    assert list(zip(calls["role"], calls["model"], calls["version"], calls["status"],
+                    strict=True)) == [("shadow", "scorer", "2", "ok")]
+    assert calls["output"].iloc[0] == ["scorer:2 says yes"]
+    assert calls["latency_ms"].iloc[0] > 0 and calls["source"].iloc[0] == "invoke"
+    assert calls["cost_nusd"].iloc[0] > 0  # its busy time at its rate, like any call
+    assert (calls["input.amount"].iloc[0], calls["input.country"].iloc[0]) == (7.0, "DE")
+    # the rendered VirtualService agrees: the header route of scorer:2 goes to its subset
+    # and carries no mirror, so the gateway's call is not mirrored back to it
+    manifests = render(parse_overlay(doc({"scorer:1": 100}, shadow="scorer:2")))
+    (vs,) = [m for m in manifests if m["kind"] == "VirtualService"]
+    (route,) = [r for r in vs["spec"]["http"]
+                if r.get("match") == [{"headers": {VERSION_HEADER: {"exact": "scorer:2"}}}]]
+    assert "mirror" not in route and route["route"][0]["destination"]["subset"] == "scorer-v2"
+    assert all(r["mirror"]["host"].startswith(f"{NAME}-gateway.")
+               for r in vs["spec"]["http"] if r is not route)
+    # not mirrored: the model server's to answer, as before
+    status, _, answer = running.mesh(sent.body, {
+        "Host": f"{models_host}:8080", VERSION_HEADER: "scorer:2"})
+    assert status == 421 and "model server" in answer["message"], answer
+    assert len(running.models.calls()) == before_mesh + 1
 
 
 def test_the_models_port_refuses_what_it_cannot_answer(running: Cluster) -> None:

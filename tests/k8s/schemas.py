@@ -332,8 +332,10 @@ def autoscaler_problems(docs: list[dict[str, Any]]) -> list[str]:
 def wiring_problems(manifests: Iterable[dict[str, Any]]) -> list[str]:
     """Cross-object checks: every model-server Service selects rendered pods on a declared
     port, every DestinationRule subset selects pods behind its host, every route and mirror
-    goes to a rendered Service port (and subset), every autoscaler scales a rendered
-    Deployment that leaves it the replicas (:func:`autoscaler_problems`)."""
+    goes to a rendered Service port (and subset), every mirror to the gateway's models port
+    (``http-models``, which records the shadow's output: a model server records nothing),
+    every autoscaler scales a rendered Deployment that leaves it the replicas
+    (:func:`autoscaler_problems`)."""
     docs = list(manifests)
     pods = [(d["metadata"]["namespace"], d["spec"]["template"]["metadata"]["labels"],
              _containers(d)) for d in docs if d["kind"] == "Deployment"]
@@ -381,6 +383,14 @@ def wiring_problems(manifests: Iterable[dict[str, Any]]) -> list[str]:
             targets = [r["destination"] for r in route["route"]]
             if "mirror" in route:
                 targets.append(route["mirror"])
+                mirror = route["mirror"]
+                to = services.get(mirror["host"])
+                named = {p["port"]: p["name"] for p in to["spec"]["ports"]} if to else {}
+                if to is not None and (named.get(mirror["port"]["number"]) != "http-models"
+                                       or "subset" in mirror):
+                    out.append(f"route {route.get('name')}: mirrors to {mirror['host']} port "
+                               f"{mirror['port']['number']}, not the gateway's models port "
+                               "(the shadow's output would not be recorded)")
             for dest in targets:
                 to = services.get(dest["host"])
                 if to is None:

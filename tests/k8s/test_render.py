@@ -211,6 +211,17 @@ def test_the_wiring_check_catches_an_autoscaler_that_fights_or_misses() -> None:
     ])
 
 
+def test_the_wiring_check_catches_a_mirror_that_records_nothing() -> None:
+    """A mirror straight to the shadow's model server would lose its output."""
+    m = copy.deepcopy(full())
+    weighted = virtual_service(m)["spec"]["http"][-1]
+    weighted["mirror"] = {"host": "sales-copilot-models.default.svc.cluster.local",
+                          "subset": "scorer-v5", "port": {"number": 8080}}
+    (problem,) = schemas.wiring_problems(m)
+    assert problem.startswith("route weighted: mirrors to sales-copilot-models.") and (
+        "not the gateway's models port" in problem), problem
+
+
 # Field by field
 
 def test_manifests_in_apply_order() -> None:
@@ -364,7 +375,9 @@ def test_provider_versions_run_nowhere_and_route_to_the_gateway() -> None:
 def test_virtual_service_carries_the_plan() -> None:
     vs = virtual_service(full())
     models = "sales-copilot-models.default.svc.cluster.local"
-    mirror = {"mirror": {"host": models, "subset": "scorer-v5", "port": {"number": 8080}},
+    # the self-hosted shadow is mirrored to the gateway's models port, which records it
+    mirror = {"mirror": {"host": "sales-copilot-gateway.default.svc.cluster.local",
+                         "port": {"number": 8701}},
               "mirrorPercentage": {"value": 12.5}}
     assert vs["spec"]["hosts"] == [models]
     assert vs["spec"]["exportTo"] == ["."]
@@ -377,7 +390,14 @@ def test_virtual_service_carries_the_plan() -> None:
         "route": [{"destination": {"host": models, "subset": "copilot-v3",
                                    "port": {"number": 8080}}}],
         "timeout": "0.800s", **mirror}
-    assert "mirror" not in http[2]  # the shadow's own sticky route is not mirrored
+    # the shadow's own sticky route goes to its subset and is not mirrored: the gateway's
+    # call to it through the mesh (x-overlay-version: scorer:5) comes back to nobody
+    assert http[2] == {
+        "name": "sticky-scorer-v5",
+        "match": [{"headers": {VERSION_HEADER: {"exact": "scorer:5"}}}],
+        "route": [{"destination": {"host": models, "subset": "scorer-v5",
+                                   "port": {"number": 8080}}}],
+        "timeout": "0.800s"}
     assert http[3] == {
         "name": "weighted",
         "route": [{"destination": {"host": models, "subset": "copilot-v3",
@@ -386,6 +406,42 @@ def test_virtual_service_carries_the_plan() -> None:
                                    "port": {"number": 8701}}, "weight": 20,
                    "headers": {"request": {"set": {VERSION_HEADER: "copilot:4"}}}}],
         "timeout": "0.800s", **mirror}
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "image", "provider"])
+def test_every_shadow_is_mirrored_to_the_gateways_models_port(kind: str) -> None:
+    """Self-hosted or provider, the mirror goes to the gateway Service's models port (a
+    model server records nothing); the header routes and the weighted default are as for
+    any version, and the shadow's header route carries no mirror (no loop)."""
+    shadow = {"mlflow": VersionTarget("copilot:5", "mlflow"),
+              "image": VersionTarget("copilot:5", "image", image="ghcr.io/acme/c:5", port=9000),
+              "provider": VersionTarget("copilot:5", "provider")}[kind]
+    manifests = render(overlay_doc(shadow={"model": "copilot", "version": "5", "percent": 30}),
+                       {"copilot:4": VersionTarget("copilot:4", "provider"),
+                        "copilot:5": shadow}, settings=RenderSettings(gateway_models_port=9701))
+    gateway = by(manifests, "Service", "sales-copilot-gateway")
+    assert {"name": "http-models", "port": 9701} in [
+        {k: p[k] for k in ("name", "port")} for p in gateway["spec"]["ports"]]
+    to_gateway = {"host": "sales-copilot-gateway.default.svc.cluster.local",
+                  "port": {"number": 9701}}
+    models = "sales-copilot-models.default.svc.cluster.local"
+    http = virtual_service(manifests)["spec"]["http"]
+    assert [r["name"] for r in http] == ["sticky-copilot-v3", "sticky-copilot-v4",
+                                         "sticky-copilot-v5", "weighted"]
+    for r in (http[0], http[1], http[3]):
+        assert r["mirror"] == to_gateway and r["mirrorPercentage"] == {"value": 30.0}
+    shadow_route = http[2]
+    assert "mirror" not in shadow_route and "mirrorPercentage" not in shadow_route
+    assert shadow_route["match"] == [{"headers": {VERSION_HEADER: {"exact": "copilot:5"}}}]
+    assert shadow_route["route"] == [{"destination": to_gateway if kind == "provider" else {
+        "host": models, "subset": "copilot-v5", "port": {"number": 8080}}}]
+    # the routes of the primaries are unchanged by the shadow's kind
+    assert http[0]["route"] == [{"destination": {"host": models, "subset": "copilot-v3",
+                                                 "port": {"number": 8080}}}]
+    assert [(d["destination"], d["weight"]) for d in http[3]["route"]] == [
+        ({"host": models, "subset": "copilot-v3", "port": {"number": 8080}}, 80),
+        (to_gateway, 20)]
+    assert schemas.wiring_problems(manifests) == []
 
 
 def test_no_shadow_no_mirror_and_no_slo_no_timeout() -> None:
@@ -774,6 +830,10 @@ def test_virtual_service_weights_and_mirror_equal_the_route_plan(
                by(manifests, "DestinationRule", vs["metadata"]["name"])["spec"].get(
                    "subsets", [])}
     header_routes = {r["match"][0]["headers"][VERSION_HEADER]["exact"]: r for r in http[:-1]}
+    (gateway,) = [m for m in manifests if m["kind"] == "Service"
+                  and m["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"]
+    gateway_host = f"{gateway['metadata']['name']}.{gateway['metadata']['namespace']}" \
+        ".svc.cluster.local"
     for key, entry in zip(plan.weights(), default["route"], strict=True):
         assert header_routes[key]["route"][0]["destination"] == entry["destination"]
         if "subset" in entry["destination"]:
@@ -790,8 +850,12 @@ def test_virtual_service_weights_and_mirror_equal_the_route_plan(
         for r in primaries:
             assert r["mirrorPercentage"] == {"value": plan.shadow_percent}
             assert r["mirrorPercentage"]["value"] == spec.shadow.percent
-            assert r["mirror"] == header_routes[plan.shadow]["route"][0]["destination"]
+            # every shadow is mirrored to the gateway's models port, which records it
+            assert r["mirror"] == {"host": gateway_host,
+                                   "port": {"number": RenderSettings().gateway_models_port}}
+        # the gateway calls a self-hosted shadow by its header route: never mirrored
         assert "mirror" not in header_routes[plan.shadow]
+        assert "mirrorPercentage" not in header_routes[plan.shadow]
     assert schemas.wiring_problems(manifests) == []
     assert [p for m in manifests for p in schemas.semantic_problems(m)] == []
     if schemas.istio_unavailable() is None:
