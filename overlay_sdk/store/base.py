@@ -32,12 +32,15 @@ __all__ = [
     "Revision",
     "Store",
     "WatchEvent",
+    "check_write_args",
     "created_revision",
     "import_check",
     "to_import",
 ]
 
 Action = Literal["apply", "delete"]
+
+_MAX_INT = 2**63  # revision numbers fit a signed 64-bit integer (SQLite, etcd)
 
 
 @dataclass(frozen=True)
@@ -213,3 +216,18 @@ def import_check(
             expected=number - 1, current=None,
         )
     return True
+
+
+def check_write_args(expected: object, author: object, message: object) -> None:
+    """ValidationError naming ``expected_revision``, ``author`` or ``message`` when a write's
+    arguments are of the wrong kind (every store checks them before writing anything)."""
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
+                                 or not 0 <= expected < _MAX_INT):
+        raise ValidationError.at(
+            "expected_revision", f"give None, 0 (must not exist) or a revision number, "
+            f"got {expected!r}"
+        )
+    if author is not None and not isinstance(author, str):
+        raise ValidationError.at("author", f"an author is a string, got {author!r}")
+    if not isinstance(message, str):
+        raise ValidationError.at("message", f"a message is a string, got {message!r}")

@@ -93,6 +93,7 @@ from overlay_sdk.store.base import (
     Action,
     Revision,
     WatchEvent,
+    check_write_args,
     import_check,
     to_import,
 )
@@ -823,7 +824,7 @@ class KubernetesStore:
         author: str | None,
         message: str,
     ) -> Revision:
-        _check_args(expected, author, message)
+        check_write_args(expected, author, message)
         who = author or default_author()
         doc = None if overlay is None else overlay.to_dict()
         for attempt in range(_ATTEMPTS):
@@ -1163,19 +1164,6 @@ def _check_name(name: object) -> bool:
             "name", f"an overlay name is a non-empty string such as 'sales-copilot', got {name!r}"
         )
     return len(name) <= 63 and bool(_DNS.match(name))
-
-
-def _check_args(expected: object, author: object, message: object) -> None:
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
-                                 or not 0 <= expected < _MAX_INT):
-        raise ValidationError.at(
-            "expected_revision", f"give None, 0 (must not exist) or a revision number, "
-            f"got {expected!r}"
-        )
-    if author is not None and not isinstance(author, str):
-        raise ValidationError.at("author", f"an author is a string, got {author!r}")
-    if not isinstance(message, str):
-        raise ValidationError.at("message", f"a message is a string, got {message!r}")
 
 
 def _conflict(name: str, expected: int, current: int, state: _State) -> ConflictError:

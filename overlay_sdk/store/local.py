@@ -48,6 +48,7 @@ from overlay_sdk.store.base import (
     Action,
     Revision,
     WatchEvent,
+    check_write_args,
     import_check,
     to_import,
 )
@@ -70,19 +71,6 @@ def _check_name(name: object) -> str:
             "name", f"an overlay name is a non-empty string such as 'sales-copilot', got {name!r}"
         )
     return name
-
-
-def _check_args(expected: object, author: object, message: object) -> None:
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
-                                 or not 0 <= expected < _MAX_INT):
-        raise ValidationError.at(
-            "expected_revision", f"give None, 0 (must not exist) or a revision number, "
-            f"got {expected!r}"
-        )
-    if author is not None and not isinstance(author, str):
-        raise ValidationError.at("author", f"an author is a string, got {author!r}")
-    if not isinstance(message, str):
-        raise ValidationError.at("message", f"a message is a string, got {message!r}")
 
 
 _INHERITED: list[_Connection] = []
@@ -375,7 +363,7 @@ class LocalStore:
         author: str | None,
         message: str,
     ) -> Revision:
-        _check_args(expected, author, message)
+        check_write_args(expected, author, message)
         doc = None if overlay is None else overlay.to_dict()
         action: Action = "apply" if doc is not None else "delete"
         who = author or default_author()
